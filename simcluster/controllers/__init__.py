@@ -1,0 +1,14 @@
+"""Controllers of the simulated cluster, each a module with one job, started in this order."""
+
+from __future__ import annotations
+
+from simcluster.controllers.base import Controller, Runtime
+from simcluster.controllers.lifecycle import GarbageCollector, NamespaceLifecycle
+
+
+def controller_classes() -> list[type[Controller]]:
+    """Every controller the cluster runs (imported lazily so each module stays independent)."""
+    return [GarbageCollector, NamespaceLifecycle]
+
+
+__all__ = ["Controller", "Runtime", "controller_classes"]
