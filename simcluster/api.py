@@ -399,10 +399,11 @@ class ApiServer:
                 )
         for k in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"):
             md.pop(k, None)
+        if not md.get("name"):
+            md["name"] = self.store.generate_name(rt, ns, md["generateName"])
         apply_defaults(rt, obj, None)
         self._validate(rt, obj, None, "CREATE")
         if dry_run:
-            md.setdefault("name", md.get("generateName", "") + "dryrun")
             md["creationTimestamp"] = now_rfc3339()
             return obj
         return self.store.create(rt, obj)

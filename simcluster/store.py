@@ -234,6 +234,15 @@ class Store:
     def dependents(self, owner_uid: str) -> list[tuple[ResourceType, str, str]]:
         return [(kinds.BY_KEY[r], ns, n) for r, ns, n in sorted(self._dependents.get(owner_uid, ()))]
 
+    def generate_name(self, rt: ResourceType, namespace: str, prefix: str) -> str:
+        """`generateName`: the prefix plus five random characters, as kube-apiserver picks them."""
+        objs = self._objects[rt.key]
+        for _ in range(16):
+            candidate = prefix[:58] + "".join(random.choices(_GENERATE_ALPHABET, k=5))
+            if (namespace, candidate) not in objs:
+                return candidate
+        raise errors.already_exists(rt, prefix)
+
     def create(self, rt: ResourceType, obj: Obj) -> Obj:
         """Store a new object; fills uid, creationTimestamp, resourceVersion, generation, generateName."""
         md = obj.setdefault("metadata", {})
@@ -242,13 +251,7 @@ class Store:
             md.pop("namespace", None)
         objs = self._objects[rt.key]
         if not md.get("name") and md.get("generateName"):
-            for _ in range(16):
-                candidate = md["generateName"] + "".join(random.choices(_GENERATE_ALPHABET, k=5))
-                if (ns, candidate) not in objs:
-                    md["name"] = candidate
-                    break
-            else:
-                raise errors.already_exists(rt, md["generateName"])
+            md["name"] = self.generate_name(rt, ns, md["generateName"])
         name = md["name"]
         if (ns, name) in objs:
             raise errors.already_exists(rt, name)

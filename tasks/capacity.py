@@ -168,9 +168,7 @@ def node_subnet_count(prefixlen: int, host_subnet: int, version: int = 4) -> int
     return count
 
 
-def spread_evenly(
-    vms: int, nodes: Sequence[NodeInfo], existing: Mapping[str, int] | None = None
-) -> dict[str, int]:
+def spread_evenly(vms: int, nodes: Sequence[NodeInfo], existing: Mapping[str, int] | None = None) -> dict[str, int]:
     """How a scheduler that balances load would spread ``vms`` over schedulable nodes.
 
     Water-filling: nodes with a smaller remaining ``max_vms`` fill first, the rest share evenly (within
@@ -232,12 +230,8 @@ def layer3_capacity(
         problem = f"hostSubnet {host_subnet} is invalid for IPv6 {cidr}: OVN-K only supports /64 node subnets"
         fix = "set hostSubnet: 64 for the IPv6 subnet"
     elif not net.prefixlen < host_subnet <= maxlen:
-        problem = (
-            f"hostSubnet {host_subnet} must be longer than the CIDR's /{net.prefixlen} and at most {maxlen}"
-        )
-        fix = (
-            f"use a hostSubnet between {net.prefixlen + 1} and {min(maxlen, 30 if net.version == 4 else 64)}"
-        )
+        problem = f"hostSubnet {host_subnet} must be longer than the CIDR's /{net.prefixlen} and at most {maxlen}"
+        fix = f"use a hostSubnet between {net.prefixlen + 1} and {min(maxlen, 30 if net.version == 4 else 64)}"
     if problem:
         rep.messages.append(problem)
         rep.fixes.append(fix)
@@ -314,8 +308,7 @@ def layer3_capacity(
     if tight and not short:
         rep._raise("warn")
         rep.messages.append(
-            f"{len(tight)} node(s) keep fewer than {floor} free addresses: migrations into them and restarts"
-            " may fail"
+            f"{len(tight)} node(s) keep fewer than {floor} free addresses: migrations into them and restarts may fail"
         )
     if not any(n.schedulable for n in nodes) and vms_planned:
         rep._raise("fail")
@@ -338,8 +331,7 @@ def layer3_capacity(
         )
     if rep.verdict == "ok":
         rep.messages.append(
-            f"{available} node subnets for {len(nodes)} nodes; {usable} addresses per node,"
-            f" peak demand {peak}"
+            f"{available} node subnets for {len(nodes)} nodes; {usable} addresses per node, peak demand {peak}"
         )
     return rep
 

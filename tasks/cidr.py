@@ -110,8 +110,7 @@ def internal_subnets(
             NamedSubnet(
                 "OVN-K join subnet (default network)",
                 cidr,
-                "the default network's gateway routers are addressed from it;"
-                " OVN-K rejects a UDN overlapping it",
+                "the default network's gateway routers are addressed from it; OVN-K rejects a UDN overlapping it",
                 "join",
             )
         )
@@ -131,8 +130,7 @@ def internal_subnets(
             NamedSubnet(
                 "OVN-K transit switch subnet",
                 cidr,
-                "Layer3 networks interconnect the nodes' switches over it;"
-                " OVN-K rejects a Layer3 UDN overlapping it"
+                "Layer3 networks interconnect the nodes' switches over it; OVN-K rejects a Layer3 UDN overlapping it"
                 if layer3
                 else "a Layer2 primary network's transit subnet is moved by OVN-K to the first free block,"
                 " so an overlap is tolerated",
@@ -145,8 +143,7 @@ def internal_subnets(
             NamedSubnet(
                 "OVN-K masquerade subnet",
                 cidr,
-                "host-to-service traffic and each UDN's masquerade addresses come from it;"
-                " OVN-K rejects an overlap",
+                "host-to-service traffic and each UDN's masquerade addresses come from it; OVN-K rejects an overlap",
                 "masquerade",
             )
         )

@@ -264,9 +264,7 @@ def plan_isolation(
             tried += 1
             if t.ip != src.ip and t not in chosen[i]:
                 chosen[i].append(t)
-    probes = [
-        Probe(srcs[i], t, kind="isolation", expect="silent") for i in range(len(srcs)) for t in chosen[i]
-    ]
+    probes = [Probe(srcs[i], t, kind="isolation", expect="silent") for i in range(len(srcs)) for t in chosen[i]]
     return ProbePlan(probes=probes, mode="isolation", vms=tuple(srcs), k=0, seed=seed)
 
 

@@ -170,9 +170,7 @@ def test_suggest_free_subnet_basics() -> None:
     st.integers(8, 30),
     st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(6, 30)), max_size=25),
 )
-def test_suggestion_is_free_aligned_and_inside_a_candidate(
-    prefixlen: int, busy: list[tuple[int, int]]
-) -> None:
+def test_suggestion_is_free_aligned_and_inside_a_candidate(prefixlen: int, busy: list[tuple[int, int]]) -> None:
     avoid = [str(ip_network((addr, p), strict=False)) for addr, p in busy]
     sug = suggest_free_subnet(prefixlen, avoid)
     cands = [ip_network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
@@ -180,9 +178,7 @@ def test_suggestion_is_free_aligned_and_inside_a_candidate(
         # No free block: brute force agrees wherever the enumeration is small enough.
         for c in cands:
             if c.prefixlen <= prefixlen and prefixlen - c.prefixlen <= 12:
-                assert all(
-                    any(s.overlaps(ip_network(a)) for a in avoid) for s in c.subnets(new_prefix=prefixlen)
-                )
+                assert all(any(s.overlaps(ip_network(a)) for a in avoid) for s in c.subnets(new_prefix=prefixlen))
         return
     net = ip_network(sug)  # strict: aligned
     assert net.prefixlen == prefixlen

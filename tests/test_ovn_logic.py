@@ -545,10 +545,7 @@ class TestRenderNAD:
         with pytest.raises(NADRenderError) as err:
             render_nad(_cudn(net), "ns", internal=internal)
         assert str(err.value) == (
-            PREFIX
-            + INVALID
-            + OVERLAP
-            + 'user defined subnet "10.128.0.0/16" overlaps cluster subnet "10.128.0.0/14"'
+            PREFIX + INVALID + OVERLAP + 'user defined subnet "10.128.0.0/16" overlaps cluster subnet "10.128.0.0/14"'
         )
 
     def test_topology_config_missing(self) -> None:
@@ -607,12 +604,7 @@ class TestOverlaps:
     def test_layer2_primary_no_invalid_prefix_and_transit_ok(self) -> None:
         assert _check("Layer2", "Primary", ["100.88.0.0/16"]) is None  # transit moves instead
         msg = _check("Layer2", "Primary", ["10.128.0.0/16"])
-        assert (
-            msg
-            == PREFIX
-            + OVERLAP
-            + 'user defined subnet "10.128.0.0/16" overlaps cluster subnet "10.128.0.0/14"'
-        )
+        assert msg == PREFIX + OVERLAP + 'user defined subnet "10.128.0.0/16" overlaps cluster subnet "10.128.0.0/14"'
 
     def test_layer2_secondary_keeps_invalid_prefix(self) -> None:
         msg = _check("Layer2", "Secondary", ["172.30.5.0/24"])
@@ -708,10 +700,7 @@ class TestMessages:
             "Network allocation failed for at least one node: worker-3, check UDN events for more info."
         )
         err = node_allocation_error("worker-3", "cluster_udn_x")
-        assert (
-            err
-            == "error allocating network for node worker-3, network name cluster_udn_x: no subnets available"
-        )
+        assert err == "error allocating network for node worker-3, network name cluster_udn_x: no subnets available"
         ev = network_allocation_failed_event("worker-3", err)
         assert ev["reason"] == "NetworkAllocationFailed" and ev["message"].startswith(
             "Error occurred for node worker-3: "

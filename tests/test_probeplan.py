@@ -136,9 +136,7 @@ def test_auto_plan_coverage_and_mode(params: dict) -> None:
 )
 def test_sampled_coverage_small_explicit_fleets(layout: list[tuple[int, int]], k: int, seed: int) -> None:
     """Small fleets drawn element by element, so hypothesis shrinks a failure to a readable fleet."""
-    vms = [
-        VMEndpoint(f"ns{ns}", f"vm{i}", f"n{node}", f"10.0.0.{i + 3}") for i, (node, ns) in enumerate(layout)
-    ]
+    vms = [VMEndpoint(f"ns{ns}", f"vm{i}", f"n{node}", f"10.0.0.{i + 3}") for i, (node, ns) in enumerate(layout)]
     check_sampled_properties(vms, plan_probes(vms, mode="sampled", k=k, seed=seed), k)
 
 

@@ -217,8 +217,7 @@ def _subnet_overlap_check(
                 if any(n.version == fam for n in user) and fam not in families:
                     v = f"ipv{fam}"
                     raise _Invalid(
-                        f"network {name} is attempting to use {v} subnets "
-                        f"but the cluster does not support {v}"
+                        f"network {name} is attempting to use {v} subnets but the cluster does not support {v}"
                     )
     except _Invalid as exc:
         return None, None, f"error while parsing subnets: {exc}"
@@ -243,9 +242,7 @@ def _set_transit_subnets(
         net = _cidr(text)
         candidate = _cidr(internal.transit[0] if net.version == 4 else internal.transit[1])
         for _ in range(10):
-            s1, s2, err = _subnet_overlap_check(
-                "layer2", "primary", subnets, join, [str(candidate)], internal, name
-            )
+            s1, s2, err = _subnet_overlap_check("layer2", "primary", subnets, join, [str(candidate)], internal, name)
             if err is None:
                 out.append(str(candidate))
                 break
@@ -257,8 +254,7 @@ def _set_transit_subnets(
             candidate = ipaddress.ip_network(f"{addr}/{candidate.prefixlen}", strict=False)
         else:
             raise _Invalid(
-                "can't generate transit subnets: "
-                "failed to find non-overlapping transit subnet after 10 attempts"
+                "can't generate transit subnets: failed to find non-overlapping transit subnet after 10 attempts"
             )
     return out
 
@@ -396,9 +392,7 @@ def render_cni_config(
                 raise _Invalid("subnets is required with ipam.mode is Enabled or unset")
             if mode != "Enabled" and subnets:
                 raise _Invalid("subnets must be unset when ipam.mode is Disabled")
-        transit = _render_checks(
-            topology, role, subnets, join, internal, net_name, allow_persistent_ips=persistent
-        )
+        transit = _render_checks(topology, role, subnets, join, internal, net_name, allow_persistent_ips=persistent)
     except _Invalid as exc:
         raise NADRenderError(_GENERATE + _RENDER + str(exc)) from None
 
@@ -440,14 +434,10 @@ def render_nad(
     if not namespace:
         raise NADRenderError(_GENERATE + "namespace should not be empty")
     meta = cudn["metadata"]
-    conf = render_cni_config(
-        cudn, namespace, cluster_udn=cluster_udn, cni_version=cni_version, internal=internal
-    )
+    conf = render_cni_config(cudn, namespace, cluster_udn=cluster_udn, cni_version=cni_version, internal=internal)
     labels = {LABEL_UDN: ""}
     labels.update(meta.get("labels") or {})
-    annotations = {
-        k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(OVN_K8S_PREFIX)
-    }
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(OVN_K8S_PREFIX)}
     owner = {
         "apiVersion": UDN_API_VERSION,
         "kind": "ClusterUserDefinedNetwork" if cluster_udn else "UserDefinedNetwork",
@@ -582,9 +572,7 @@ def network_allocation_condition(error_node: str | None = None) -> dict[str, str
         "type": CONDITION_NETWORK_ALLOCATION,
         "status": "False",
         "reason": REASON_ALLOCATION_INTERNAL_ERROR,
-        "message": (
-            f"Network allocation failed for at least one node: {error_node}, check UDN events for more info."
-        ),
+        "message": (f"Network allocation failed for at least one node: {error_node}, check UDN events for more info."),
     }
 
 

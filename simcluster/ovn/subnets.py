@@ -285,9 +285,7 @@ def parse_node_subnets_annotation(value: str | None) -> dict[str, list[str]]:
     return out
 
 
-def node_subnets_annotation(
-    existing_json: str | None, network_name: str, subnets: Sequence[str] | None
-) -> str | None:
+def node_subnets_annotation(existing_json: str | None, network_name: str, subnets: Sequence[str] | None) -> str | None:
     """New value of ``k8s.ovn.org/node-subnets`` after setting (or, with no subnets, removing) one network.
 
     OVN-K always writes lists (``{"default":["10.128.0.0/23"]}``), keys sorted as Go marshals a map, and
