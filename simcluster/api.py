@@ -223,7 +223,8 @@ class ApiServer:
         if method == "POST":
             if t.name and not t.subresource:
                 raise errors.method_not_allowed()
-            self._authorize("create", t)
+            if rt.kind != "SelfSubjectAccessReview":  # system:basic-user lets every user ask what it may do
+                self._authorize("create", t)
             if "create" not in rt.verbs:
                 raise errors.method_not_allowed()
             if rt.kind == "SelfSubjectAccessReview":
@@ -347,7 +348,7 @@ class ApiServer:
                 getattr(e, "code", 403),
                 getattr(e, "reason", "Forbidden"),
                 e.message,
-                {"name": obj.get("metadata", {}).get("name", ""), "group": rt.group, "kind": rt.plural},
+                e.details or {"name": obj.get("metadata", {}).get("name", ""), "group": rt.group, "kind": rt.plural},
             ) from e
 
     def create_object(
@@ -558,7 +559,7 @@ class ApiServer:
             for hook in self.admission_hooks:
                 hook(rt, "DELETE", obj, obj)
         except validation.AdmissionDenied as e:
-            raise ApiError(getattr(e, "code", 403), getattr(e, "reason", "Forbidden"), e.message) from e
+            raise ApiError(getattr(e, "code", 403), getattr(e, "reason", "Forbidden"), e.message, e.details) from e
         if request.query.get("dryRun") == "All" or opts.get("dryRun"):
             return _response(obj)
         return _response(self.delete_object(rt, t.namespace, t.name, policy))

@@ -148,6 +148,24 @@ SECRET = ResourceType(
     has_generation=False,
     is_crd=False,
 )
+POD = ResourceType(
+    "",
+    "v1",
+    "Pod",
+    "pods",
+    True,
+    ("po",),
+    subresources=("status",),
+    categories=("all",),
+    columns=(
+        Column("Status", "string", ".status.phase"),
+        _AGE,
+        Column("IP", "string", ".status.podIP", priority=1),
+        Column("Node", "string", ".spec.nodeName", priority=1),
+    ),
+    has_generation=False,
+    is_crd=False,
+)
 CRD = ResourceType(
     "apiextensions.k8s.io",
     "v1",
@@ -276,6 +294,7 @@ ALL: tuple[ResourceType, ...] = (
     EVENT,
     CONFIGMAP,
     SECRET,
+    POD,
     CRD,
     SSAR,
     NETWORK_CONFIG,

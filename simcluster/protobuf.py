@@ -15,6 +15,7 @@ from typing import Any
 from simcluster.errors import ApiError
 
 MAGIC = b"k8s\x00"
+_ZERO_TIME = -62135596800  # Go's time.Time{} in Unix seconds (0001-01-01T00:00:00Z)
 
 # A schema maps field number → (json name, kind). Kinds: "string", "bytes", "int", "bool", "time",
 # a nested schema name, "map:<value kind>", or "repeated:<kind>".
@@ -189,6 +190,10 @@ def decode_message(schema_name: str, buf: bytes) -> dict[str, Any]:
             out.setdefault(name, {})[key] = _scalar(kind[4:], entry.get(2, b""))
         elif kind.startswith("repeated:"):
             out.setdefault(name, []).append(_scalar(kind[9:], val))
+        elif kind == "string" and not val:
+            continue  # Go writes every string field; JSON omits the empty ones (omitempty)
+        elif kind == "time" and decode_message("Time", bytes(val)).get("seconds", 0) == _ZERO_TIME:
+            continue  # a zero metav1.Time is null in JSON, i.e. absent
         else:
             out[name] = _scalar(kind, val)
     return out

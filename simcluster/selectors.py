@@ -195,6 +195,18 @@ EXTRA_FIELDS: dict[str, frozenset[str]] = {
         }
     ),
     "secrets": frozenset({"type"}),
+    "pods": frozenset(
+        {
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        }
+    ),
     "namespaces": frozenset({"status.phase"}),
     "nodes": frozenset({"spec.unschedulable"}),
 }

@@ -258,6 +258,9 @@ class SimCluster:
         finally:
             if saver:
                 saver.cancel()
+            for ctrl in runtime.runtime.controllers.values():
+                ctrl.stop()
+            await asyncio.sleep(0)
             await runtime.api.close()
             await runner.cleanup()
             runtime.save()

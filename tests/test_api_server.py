@@ -151,30 +151,37 @@ def _vm(name: str) -> dict:
     }
 
 
+def _claim(name: str) -> dict:
+    return {
+        "apiVersion": "k8s.cni.cncf.io/v1alpha1",
+        "kind": "IPAMClaim",
+        "metadata": {"name": name},
+        "spec": {"network": "cluster_udn_x", "interface": "ovn-udn1"},
+    }
+
+
 def test_generation_and_status_subresource(dyn: dynamic.DynamicClient, namespace: str) -> None:
-    vms = dyn.resources.get(api_version="kubevirt.io/v1", kind="VirtualMachine")
-    vm = vms.create(body=_vm("g"), namespace=namespace)
-    assert vm.metadata.generation == 1
-    # status written through the main resource is ignored
-    body = vm.to_dict()
-    body["status"] = {"printableStatus": "Bogus"}
+    claims = dyn.resources.get(api_version="k8s.cni.cncf.io/v1alpha1", kind="IPAMClaim")
+    claim = claims.create(body=_claim("g"), namespace=namespace)
+    assert claim.metadata.generation == 1
+    # status written through the main resource is ignored, and metadata changes keep the generation
+    body = claim.to_dict()
+    body["status"] = {"ips": ["10.0.0.3/24"]}
     body["metadata"]["labels"] = {"x": "y"}
-    after = vms.replace(body=body, namespace=namespace)
-    assert after.metadata.generation == 1 and (after.status or {}).get("printableStatus") != "Bogus"
+    after = claims.replace(body=body, namespace=namespace)
+    assert after.metadata.generation == 1 and not (after.status or {}).get("ips")
+    assert after.to_dict()["metadata"]["labels"] == {"x": "y"}
     # the status subresource changes status only, and not the generation
     st = after.to_dict()
-    st["status"] = {"printableStatus": "Stopped"}
-    st["spec"]["runStrategy"] = "Always"
-    after2 = vms.status.replace(body=st, namespace=namespace)
-    assert after2.status.printableStatus == "Stopped" and after2.spec.runStrategy == "Halted"
+    st["status"] = {"ips": ["10.0.0.3/24"]}
+    st["spec"]["interface"] = "changed"
+    after2 = claims.status.replace(body=st, namespace=namespace)
+    assert list(after2.status.ips) == ["10.0.0.3/24"] and after2.spec.interface == "ovn-udn1"
     assert after2.metadata.generation == 1
-    spec_change = vms.patch(
-        name="g",
-        namespace=namespace,
-        body={"spec": {"runStrategy": "Always"}},
-        content_type="application/merge-patch+json",
+    spec_change = claims.patch(
+        name="g", namespace=namespace, body={"spec": {"interface": "eth1"}}, content_type="application/merge-patch+json"
     )
-    assert spec_change.metadata.generation == 2 and spec_change.status.printableStatus == "Stopped"
+    assert spec_change.metadata.generation == 2 and list(spec_change.status.ips) == ["10.0.0.3/24"]
 
 
 # ---- patch ---------------------------------------------------------------------------------

@@ -8,7 +8,21 @@ from simcluster.controllers.lifecycle import GarbageCollector, NamespaceLifecycl
 
 def controller_classes() -> list[type[Controller]]:
     """Every controller the cluster runs (imported lazily so each module stays independent)."""
-    return [GarbageCollector, NamespaceLifecycle]
+    from simcluster.controllers.console import ConsoleController
+    from simcluster.controllers.ipam import IPAMController
+    from simcluster.controllers.kubevirt import KubeVirtController
+    from simcluster.controllers.migration import MigrationController
+    from simcluster.controllers.udn import UDNController
+
+    return [
+        GarbageCollector,
+        NamespaceLifecycle,
+        UDNController,
+        IPAMController,
+        KubeVirtController,
+        MigrationController,
+        ConsoleController,
+    ]
 
 
 __all__ = ["Controller", "Runtime", "controller_classes"]

@@ -105,14 +105,20 @@ class Controller:
         self.rt = rt
         self.store = rt.store
         self._keys = {r.key for r in self.resources} if self.resources is not None else None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def spawn(self, coro: Any, name: str = "") -> asyncio.Task[Any]:
+        """Run a background coroutine owned by this controller (cancelled when it stops)."""
+        task = self.rt.loop.create_task(coro, name=name or f"controller-{self.name}")
+        self._tasks.append(task)
+        return task
 
     def start(self) -> None:
         sub, _ = self.store.subscribe(None, since=self.store.resource_version)
         self.resync()
-        self._task = self.rt.loop.create_task(self._run(sub), name=f"controller-{self.name}")
+        self.spawn(self._consume_events(sub))
 
-    async def _run(self, sub: Any) -> None:
+    async def _consume_events(self, sub: Any) -> None:
         while True:
             ev: Event | None = await sub.queue.get()
             if ev is None:
@@ -125,8 +131,9 @@ class Controller:
                 log.exception("%s: failed to handle %s %s", self.name, ev.type, ev.obj["metadata"].get("name"))
 
     def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
 
     def resync(self) -> None:
         """Reconcile everything that exists (at start, e.g. after a restore from a state file)."""

@@ -1,0 +1,344 @@
+"""Live migration: VirtualMachineInstanceMigrations run through their phases within the cluster's limits.
+
+Plays virt-api (the `virtualmachines/{name}/migrate` subresource `virtctl migrate` calls, and the
+migration admission webhook) and virt-controller/virt-handler (Pending → Scheduling → Scheduled →
+PreparingTarget → TargetReady → Running → Succeeded|Failed). The limits are read from the KubeVirt
+CR on every decision (`parallelMigrationsPerCluster`, `parallelOutboundMigrationsPerNode`); the rest
+wait in Pending. The target node is chosen by free capacity, never the source. On Layer3 the VM
+takes an address from the target node's subnet and frees the old one; on Layer2 it keeps it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from simcluster import errors, kinds, validation
+from simcluster.controllers.base import Controller, Runtime
+from simcluster.controllers.ipam import Attachment, IPAMController
+from simcluster.controllers.kubevirt import KubeVirtController, interface_status, set_phase
+from simcluster.kinds import ResourceType
+from simcluster.profiles import profile
+from simcluster.seed import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE
+from simcluster.store import Event, now_rfc3339
+
+ACTIVE = ("Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running")
+FINAL = ("Succeeded", "Failed")
+STEPS = ("Scheduled", "PreparingTarget", "TargetReady", "Running")
+KEEP_FINISHED = 5  # virt-controller keeps the newest 5 finished migrations per VMI
+UNSCHEDULABLE_TIMEOUT = {"realistic": 300.0, "fast": 1.0, "instant": 0.2}
+
+
+class MigrationController(Controller):
+    name = "migration"
+    resources = (kinds.VMIM, kinds.VMI, kinds.KUBEVIRT)
+
+    def __init__(self, rt: Runtime) -> None:
+        super().__init__(rt)
+        self.profile = profile(rt.config.profile)
+        self.running: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, vmim) → {vmi, source, target}
+        self._kick_armed = False
+
+    @property
+    def ipam(self) -> IPAMController:
+        c = self.rt.controllers["ipam"]
+        assert isinstance(c, IPAMController)
+        return c
+
+    @property
+    def kubevirt(self) -> KubeVirtController:
+        c = self.rt.controllers["kubevirt"]
+        assert isinstance(c, KubeVirtController)
+        return c
+
+    def start(self) -> None:
+        super().start()
+        self.rt.api.admission_hooks.append(self._admit)
+        self.rt.api.register_subresource(kinds.SUBRESOURCE_GROUP, "virtualmachines", "migrate", self._migrate_vm)
+
+    # ---- admission and the migrate subresource -------------------------------------------
+    def _admit(self, rt: ResourceType, op: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if rt is not kinds.VMIM or op != "CREATE":
+            return
+        ns = obj["metadata"].get("namespace", "")
+        vmi = self.store.try_get(kinds.VMI, ns, (obj.get("spec") or {}).get("vmiName", ""))
+        validation.admit_migration(obj, vmi, list(self.store.items(kinds.VMIM, ns)))
+
+    async def _migrate_vm(self, request: web.Request, rt: ResourceType, ns: str, name: str) -> web.StreamResponse:
+        if request.method != "PUT":
+            raise errors.method_not_allowed()
+        opts: dict[str, Any] = {}
+        raw = await request.read()
+        if raw.strip():
+            from simcluster.api import decode_body
+
+            opts = decode_body(raw, (request.content_type or "application/json").lower()) or {}
+        if self.store.try_get(kinds.VM, ns, name) is None:
+            raise errors.not_found(kinds.VM, name)
+        vmi = self.store.try_get(kinds.VMI, ns, name)
+        if vmi is None or (vmi.get("status") or {}).get("phase") != "Running":
+            raise errors.ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on virtualmachine.kubevirt.io "{name}": VM is not running',
+                {"name": name, "group": "kubevirt.io", "kind": "virtualmachine"},
+            )
+        spec: dict[str, Any] = {"vmiName": name}
+        if opts.get("addedNodeSelector"):
+            spec["addedNodeSelector"] = opts["addedNodeSelector"]
+        body = {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"generateName": "kubevirt-migrate-vm-", "namespace": ns},
+            "spec": spec,
+        }
+        if opts.get("dryRun"):
+            return web.Response(status=202)
+        self.rt.api.create_object(kinds.VMIM, body, ns)
+        return web.Response(status=202)
+
+    # ---- events --------------------------------------------------------------------------
+    def resync(self) -> None:
+        for mig in self.store.items(kinds.VMIM):
+            phase = (mig.get("status") or {}).get("phase", "")
+            if phase in ACTIVE:  # the simulator restarted mid-migration: it failed, as a dead handler would
+                self._finish(
+                    mig["metadata"]["namespace"],
+                    mig["metadata"]["name"],
+                    False,
+                    "migration interrupted by a simulator restart",
+                )
+        self._kick()
+
+    def handle(self, ev: Event) -> None:
+        md = ev.obj["metadata"]
+        if ev.resource == kinds.VMIM.key:
+            ns, name = md["namespace"], md["name"]
+            if ev.type == "ADDED":
+                self.rt.mutate(kinds.VMIM, ns, name, lambda o: self._phase(o, "Pending"))
+                self._kick()
+            elif ev.type == "DELETED" and (ns, name) in self.running:
+                self._finish(
+                    ns, name, False, "Migration aborted by deleting its VirtualMachineInstanceMigration", aborted=True
+                )
+        elif ev.resource == kinds.VMI.key and ev.type == "DELETED":
+            for key, run in list(self.running.items()):
+                if run["vmi"] == (md["namespace"], md["name"]):
+                    self._finish(*key, False, "the VirtualMachineInstance was deleted during migration")
+        elif ev.resource == kinds.KUBEVIRT.key:
+            self._kick()
+
+    @staticmethod
+    def _phase(obj: dict[str, Any], phase: str) -> None:
+        set_phase(obj.setdefault("status", {}), phase)
+
+    # ---- the queue -----------------------------------------------------------------------
+    def _limits(self) -> tuple[int, int]:
+        kv = self.store.try_get(kinds.KUBEVIRT, KUBEVIRT_NAMESPACE, KUBEVIRT_NAME)
+        mig = (((kv or {}).get("spec") or {}).get("configuration") or {}).get("migrations") or {}
+        return int(mig.get("parallelMigrationsPerCluster", 5)), int(mig.get("parallelOutboundMigrationsPerNode", 2))
+
+    def _kick(self) -> None:
+        """Start as many pending migrations as the limits allow, oldest first."""
+        per_cluster, per_node = self._limits()
+        outbound: dict[str, int] = {}
+        for run in self.running.values():
+            outbound[run["source"]] = outbound.get(run["source"], 0) + 1
+        pending = sorted(
+            (
+                m
+                for m in self.store.items(kinds.VMIM)
+                if (m.get("status") or {}).get("phase") == "Pending"
+                and (m["metadata"]["namespace"], m["metadata"]["name"]) not in self.running
+            ),
+            key=lambda m: int(m["metadata"]["resourceVersion"]),
+        )
+        for mig in pending:
+            if len(self.running) >= per_cluster:
+                break
+            ns, name = mig["metadata"]["namespace"], mig["metadata"]["name"]
+            vmi = self.store.try_get(kinds.VMI, ns, (mig.get("spec") or {}).get("vmiName", ""))
+            if vmi is None or (vmi.get("status") or {}).get("phase") != "Running":
+                self._fail_pending(ns, name, "VMI is not running")
+                continue
+            source = (vmi.get("status") or {}).get("nodeName", "")
+            if outbound.get(source, 0) >= per_node:
+                continue  # this node is at its outbound limit; a later migration from elsewhere may go
+            outbound[source] = outbound.get(source, 0) + 1
+            self._begin(mig, vmi, source)
+
+    def _fail_pending(self, ns: str, name: str, reason: str) -> None:
+        def failed(o: dict[str, Any]) -> None:
+            self._phase(o, "Failed")
+            o["status"]["migrationState"] = {"failed": True, "failureReason": reason, "endTimestamp": now_rfc3339()}
+
+        self.rt.mutate(kinds.VMIM, ns, name, failed)
+
+    def _begin(self, mig: dict[str, Any], vmi: dict[str, Any], source: str) -> None:
+        ns, name = mig["metadata"]["namespace"], mig["metadata"]["name"]
+        vmi_name = vmi["metadata"]["name"]
+        self.running[(ns, name)] = {
+            "vmi": (ns, vmi_name),
+            "source": source,
+            "target": None,
+            "started": now_rfc3339(),
+            "uid": mig["metadata"]["uid"],
+            "waited": 0.0,
+        }
+        self.rt.mutate(kinds.VMIM, ns, name, lambda o: self._phase(o, "Scheduling"))
+        self._schedule_target(ns, name)
+
+    def _schedule_target(self, ns: str, name: str) -> None:
+        run = self.running.get((ns, name))
+        if run is None:
+            return
+        vmi = self.store.try_get(kinds.VMI, *run["vmi"])
+        mig = self.store.try_get(kinds.VMIM, ns, name)
+        if vmi is None or mig is None:
+            self._finish(ns, name, False, "the VirtualMachineInstance is gone")
+            return
+        probe = vmi
+        added = (mig.get("spec") or {}).get("addedNodeSelector")
+        if added:
+            probe = {
+                **vmi,
+                "spec": {
+                    **(vmi.get("spec") or {}),
+                    "nodeSelector": {**((vmi.get("spec") or {}).get("nodeSelector") or {}), **added},
+                },
+            }
+        target, why = self.kubevirt.pick_node(probe, exclude=run["source"])
+        if target is None:
+            run["waited"] += self.profile.retry
+            if run["waited"] >= UNSCHEDULABLE_TIMEOUT.get(self.profile.name, 300.0):
+                self._finish(ns, name, False, f"target pod is unschedulable: {why}")
+                return
+            self.rt.later(self.profile.retry, lambda: self._schedule_target(ns, name))
+            return
+        att = self.ipam.prepare_migration(vmi, target)
+        if isinstance(att, str):
+            self._finish(ns, name, False, f"failed to prepare the target pod on {target}: {att}")
+            return
+        run["target"] = target
+        self.kubevirt.reserve(target, +1)
+        state = {
+            "migrationUid": run["uid"],
+            "sourceNode": run["source"],
+            "targetNode": target,
+            "sourcePod": f"virt-launcher-{run['vmi'][1]}-src",
+            "targetPod": f"virt-launcher-{run['vmi'][1]}-{name[-5:]}",
+            "startTimestamp": now_rfc3339(),
+            "mode": "PreCopy",
+            "targetNodeAddress": target,
+            "migrationConfiguration": self._config(),
+        }
+        run["state"] = state
+
+        def vmi_state(o: dict[str, Any]) -> None:
+            o.setdefault("status", {})["migrationState"] = dict(state)
+
+        self.rt.mutate(kinds.VMI, *run["vmi"], vmi_state)
+        self._step(ns, name, 0)
+
+    def _config(self) -> dict[str, Any]:
+        kv = self.store.try_get(kinds.KUBEVIRT, KUBEVIRT_NAMESPACE, KUBEVIRT_NAME)
+        return dict((((kv or {}).get("spec") or {}).get("configuration") or {}).get("migrations") or {})
+
+    def _step(self, ns: str, name: str, i: int) -> None:
+        run = self.running.get((ns, name))
+        if run is None:
+            return
+        if i < len(STEPS):
+            phase = STEPS[i]
+
+            def advance(o: dict[str, Any]) -> None:
+                self._phase(o, phase)
+                o["status"]["migrationState"] = dict(run["state"])
+
+            self.rt.mutate(kinds.VMIM, ns, name, advance)
+            share = self.profile.draw(self.rt.rng, self.profile.migration) / len(STEPS)
+            self.rt.later(share, lambda: self._step(ns, name, i + 1))
+            return
+        if self.rt.faults.chance(self.rt.faults.migration_failure_rate):
+            self._finish(ns, name, False, "Live migration failed: simulated failure (fault migration_failure_rate)")
+        else:
+            self._finish(ns, name, True, "")
+
+    def _finish(self, ns: str, name: str, ok: bool, reason: str, aborted: bool = False) -> None:
+        run = self.running.pop((ns, name), None)
+        vmi_key = run["vmi"] if run else None
+        target = run.get("target") if run else None
+        end = now_rfc3339()
+        state = dict((run or {}).get("state") or {})
+        state["endTimestamp"] = end
+        if ok:
+            state["completed"] = True
+            state["targetNodeDomainReadyTimestamp"] = end
+            state["targetNodeDomainDetected"] = True
+        else:
+            state["failed"] = True
+            state["failureReason"] = reason
+            if aborted:
+                state["abortRequested"] = True
+                state["abortStatus"] = "Succeeded"
+        if vmi_key is not None:
+            att = self.ipam.finish_migration(*vmi_key, ok) if target else None
+            if target:
+                if ok:
+                    self.kubevirt.move(vmi_key[0], vmi_key[1], target)
+                else:
+                    self.kubevirt.reserve(target, -1)
+            self._update_vmi(vmi_key, state, target if ok else None, att if ok else None)
+        if self.store.try_get(kinds.VMIM, ns, name) is not None:
+
+            def final(o: dict[str, Any]) -> None:
+                self._phase(o, "Succeeded" if ok else "Failed")
+                o["status"]["migrationState"] = dict(state)
+
+            self.rt.mutate(kinds.VMIM, ns, name, final)
+            vmim = self.store.try_get(kinds.VMIM, ns, name)
+            if vmim is not None and vmi_key is not None:
+                vmi = self.store.try_get(kinds.VMI, *vmi_key)
+                if vmi is not None:
+                    self.rt.event(
+                        vmi,
+                        "SuccessfulMigration" if ok else "FailedMigration",
+                        f"The migration to node {target} {'succeeded' if ok else 'failed: ' + reason}",
+                        "Normal" if ok else "Warning",
+                        component="virt-controller",
+                    )
+            if vmi_key is not None:
+                self._gc_finished(ns, vmi_key[1])
+        self.rt.later(0, self._kick)
+
+    def _update_vmi(
+        self, key: tuple[str, str], state: dict[str, Any], target: str | None, att: Attachment | None
+    ) -> None:
+        def edit(o: dict[str, Any]) -> None:
+            s = o.setdefault("status", {})
+            s["migrationState"] = state
+            if target:
+                s["nodeName"] = target
+                o["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = target
+                s["activePods"] = {o["metadata"]["uid"][:8] + "-" + target: target}
+                if att is not None:
+                    s["interfaces"] = interface_status(o, att)
+
+        self.rt.mutate(kinds.VMI, *key, edit)
+
+    def _gc_finished(self, ns: str, vmi_name: str) -> None:
+        finished = sorted(
+            (
+                m
+                for m in self.store.items(kinds.VMIM, ns)
+                if (m.get("spec") or {}).get("vmiName") == vmi_name and (m.get("status") or {}).get("phase") in FINAL
+            ),
+            key=lambda m: int(m["metadata"]["resourceVersion"]),
+        )
+        for old in finished[:-KEEP_FINISHED]:
+            try:
+                self.rt.api.delete_object(kinds.VMIM, ns, old["metadata"]["name"])
+            except errors.ApiError as e:
+                if e.code != 404:
+                    raise
