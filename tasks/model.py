@@ -1,0 +1,158 @@
+"""Plain records that flow between the steps of a rollout and into the reports.
+
+Each step produces lists of these; the report code turns them into tables. They are frozen
+dataclasses of plain values (no Kubernetes objects), so they are cheap to build by the ten thousand,
+easy to test, and serialise to JSON for `run.json` and Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Outcome = Literal["reply", "timeout", "unreachable", "error"]
+
+
+@dataclass(frozen=True)
+class VMRecord:
+    """One VM after fan-out: where it runs, its address, and when it reached each phase.
+
+    Times are seconds since the epoch as the client observed them (watch events), so latencies have
+    sub-second resolution; `created` is the VM's creation as the server stamped it when the client
+    did not create it itself (a resumed run).
+    """
+
+    namespace: str
+    name: str
+    node: str = ""
+    ip: str = ""
+    phase: str = ""
+    ready: bool = False
+    reason: str = ""  # why it is not ready (phase reason or condition message)
+    created: float | None = None  # VM created (client: the create call returned)
+    scheduled: float | None = None  # VMI phase Scheduled seen
+    running: float | None = None  # VMI phase Running seen
+    ready_at: float | None = None  # VM Ready condition True seen
+    adopted: bool = False  # existed before this run's create (resume), carries this run's labels
+    spec_drift: bool = False  # its spec-hash annotation differs from the spec's
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One ping from a source VM's console to a target address."""
+
+    src_namespace: str
+    src_vm: str
+    src_node: str
+    dst_ip: str
+    dst_namespace: str = ""  # empty for foreign targets (canary outside the network, default network)
+    dst_vm: str = ""
+    dst_node: str = ""
+    kind: Literal["mesh", "isolation"] = "mesh"
+    expect: Literal["reply", "silent"] = "reply"
+    transmitted: int = 0
+    received: int = 0
+    loss_pct: float = 100.0
+    rtt_min_ms: float | None = None
+    rtt_avg_ms: float | None = None
+    rtt_max_ms: float | None = None
+    outcome: Outcome = "error"
+    exit_code: int | None = None
+    error: str = ""  # console or parsing problem, when outcome is "error"
+
+    @property
+    def passed(self) -> bool:
+        """Whether the probe matches its expectation: replies where expected, silence where required."""
+        if self.outcome == "error":
+            return False
+        return self.received > 0 if self.expect == "reply" else self.received == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+@dataclass(frozen=True)
+class VMSnapshot:
+    """A VM's placement and address at one moment (before/after churn)."""
+
+    namespace: str
+    name: str
+    node: str
+    ip: str
+    mac: str = ""
+    phase: str = ""
+    ips: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """What one VirtualMachineInstanceMigration did."""
+
+    namespace: str
+    vm: str
+    migration: str  # the VMIM name
+    phase: str  # Succeeded | Failed | (timeout: the last phase seen)
+    source_node: str = ""
+    target_node: str = ""
+    started: str = ""  # migrationState.startTimestamp
+    ended: str = ""
+    duration_s: float | None = None
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ChurnRow:
+    """Before/after of one VM selected for migration."""
+
+    namespace: str
+    vm: str
+    node_before: str
+    node_after: str
+    ip_before: str
+    ip_after: str
+    migration_phase: str
+    duration_s: float | None = None
+    failure_reason: str = ""
+    old_ip_holder: str = ""  # "<ns>/<vm>" now holding the old address (stale-IP hazard), if any
+
+    @property
+    def node_changed(self) -> bool:
+        return bool(self.node_after) and self.node_before != self.node_after
+
+    @property
+    def ip_changed(self) -> bool:
+        return bool(self.ip_after) and self.ip_before != self.ip_after
+
+    @property
+    def stale_ip_hazard(self) -> bool:
+        return bool(self.old_ip_holder)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(node_changed=self.node_changed, ip_changed=self.ip_changed, stale_ip_hazard=self.stale_ip_hazard)
+        return d
+
+
+@dataclass(frozen=True)
+class Check:
+    """One preflight check: ok | warn | fail, what was found, and how to fix it."""
+
+    name: str
+    status: Literal["ok", "warn", "fail"]
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class StepSummary:
+    """What a step reports upward to the rollout summary and run.json."""
+
+    step: str
+    ok: bool
+    figures: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
