@@ -547,17 +547,6 @@ class IPAMController(Controller):
                 ),
             )
 
-    # ---- capacity (used by the scheduler) ------------------------------------------------
-    def can_host(self, namespace: str, node: str) -> bool:
-        """Whether `node` could give a new VM of this namespace an address (cheap pre-check for scheduling)."""
-        if namespace not in self.by_namespace:
-            return True
-        net = self.network_for_namespace(namespace)
-        if net.layer3 is None:
-            return True
-        allocs = net.layer3.allocators(node)
-        return bool(allocs) and all(a.free > 0 for a in allocs)
-
 
 def _now() -> str:
     from simcluster.store import now_rfc3339

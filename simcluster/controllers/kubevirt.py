@@ -402,10 +402,11 @@ class KubeVirtController(Controller):
         spec = vmi.get("spec") or {}
         selector = spec.get("nodeSelector") or {}
         match = selector_from_match({"matchLabels": selector}) if selector else None
-        ns = vmi["metadata"]["namespace"]
         nodes = self.store.items(kinds.NODE)
         best: tuple[int, str] | None = None
-        reasons = {"not ready": 0, "full": 0, "selector": 0, "subnet": 0}
+        # Like kube-scheduler, placement knows nothing of IP addresses: a node whose subnet is full
+        # still gets the pod, and the sandbox then fails with OVN-K's "subnet address pool exhausted".
+        reasons = {"not ready": 0, "full": 0, "selector": 0}
         for node in nodes:
             name = node["metadata"]["name"]
             if name == exclude:
@@ -420,9 +421,6 @@ class KubeVirtController(Controller):
             if load >= self._capacity(node):
                 reasons["full"] += 1
                 continue
-            if not self.ipam.can_host(ns, name):
-                reasons["subnet"] += 1
-                continue
             if best is None or (load, name) < best:
                 best = (load, name)
         if best is not None:
@@ -435,8 +433,6 @@ class KubeVirtController(Controller):
             parts.append(f"{reasons['selector']} node(s) didn't match Pod's node affinity/selector")
         if reasons["not ready"]:
             parts.append(f"{reasons['not ready']} node(s) had untolerated taint {{node.kubernetes.io/not-ready: }}")
-        if reasons["subnet"]:
-            parts.append(f"{reasons['subnet']} node(s) have no free address on the VM's primary network")
         return None, f"0/{total} nodes are available: {', '.join(parts)}."
 
     def _advance(self, ns: str, name: str) -> None:
