@@ -142,6 +142,9 @@ class UDNController(Controller):
         self._dirty: dict[Key, None] = {}
         self._scheduled = False
         self._internal: InternalSubnets | None = None
+        self._internal_version = 0
+        # (kind, namespace, name) of a (C)UDN → (what the rendering depends on, namespace → NAD or error)
+        self._rendered: dict[tuple[str, str, str], tuple[tuple[Any, ...], dict[str, dict[str, Any] | str]]] = {}
         self._selectors: dict[str, tuple[str, Predicate | None]] = {}  # cudn name → (uid/generation, predicate)
         # namespace → names, kept from events and from this controller's own writes (cheap per-namespace lookups)
         self._nads: dict[str, set[str]] = {}
@@ -173,10 +176,13 @@ class UDNController(Controller):
         if res == kinds.CUDN.key:
             if ev.type == "DELETED":
                 self._selectors.pop(md["name"], None)
+                self._rendered.pop((CUDN_KIND, "", md["name"]), None)
             elif ev.old is None or _without_status(ev.old) != _without_status(ev.obj):
                 self._enqueue(("cudn", "", md["name"]))
         elif res == kinds.UDN.key:
-            if ev.type != "DELETED" and (ev.old is None or _without_status(ev.old) != _without_status(ev.obj)):
+            if ev.type == "DELETED":
+                self._rendered.pop((UDN_KIND, md["namespace"], md["name"]), None)
+            elif ev.old is None or _without_status(ev.old) != _without_status(ev.obj):
                 self._enqueue(("udn", md["namespace"], md["name"]))
         elif res == kinds.NAD.key:
             self._on_nad(ev)
@@ -192,6 +198,7 @@ class UDNController(Controller):
                 self._vmis.setdefault(ns, set()).add(md["name"])
         elif res == kinds.NETWORK_CONFIG.key and md["name"] == "cluster":
             self._internal = None
+            self._internal_version += 1
             for cudn in self.store.items(kinds.CUDN):
                 self._enqueue(("cudn", "", cudn["metadata"]["name"]))
             for udn in self.store.items(kinds.UDN):
@@ -225,6 +232,9 @@ class UDNController(Controller):
         was_terminating = bool(ev.old and ev.old["metadata"].get("deletionTimestamp"))
         if ev.type == "MODIFIED" and old_labels == new_labels and was_terminating == bool(md.get("deletionTimestamp")):
             return  # status or finalizer churn: selection is unchanged
+        if ev.type == "DELETED":
+            for _, per_ns in self._rendered.values():
+                per_ns.pop(ns, None)
         for cudn in self.store.items(kinds.CUDN):
             name = cudn["metadata"]["name"]
             if self._tracks(cudn, ns):
@@ -268,6 +278,31 @@ class UDNController(Controller):
                 service_networks=tuple(str(s) for s in service),
             )
         return self._internal
+
+    def _render(self, owner: Mapping[str, Any], ns: str, cluster_udn: bool) -> dict[str, Any] | str:
+        """render_nad, memoised per namespace until the owner's spec, labels, annotations or the cluster
+        networks change (rendering validates subnets and dominates a reconcile of many namespaces)."""
+        md = owner["metadata"]
+        key = (CUDN_KIND if cluster_udn else UDN_KIND, md.get("namespace", ""), md["name"])
+        stamp = (
+            md.get("uid"),
+            md.get("generation"),
+            tuple(sorted((md.get("labels") or {}).items())),
+            tuple(sorted((md.get("annotations") or {}).items())),
+            self._internal_version,
+        )
+        cached = self._rendered.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, {})
+            self._rendered[key] = cached
+        out = cached[1].get(ns)
+        if out is None:
+            try:
+                out = render_nad(owner, ns, cluster_udn=cluster_udn, internal=self._internal_subnets())
+            except NADRenderError as e:
+                out = str(e)
+            cached[1][ns] = out
+        return out
 
     def _selector(self, cudn: Mapping[str, Any]) -> Predicate | None:
         md = cudn["metadata"]
@@ -385,10 +420,9 @@ class UDNController(Controller):
             if LABEL_PRIMARY_UDN not in (nso["metadata"].get("labels") or {}):
                 return None, invalid_primary_network_error(ns)
         existing = self.store.try_get(kinds.NAD, ns, name)
-        try:
-            desired = render_nad(owner, ns, cluster_udn=cluster_udn, internal=self._internal_subnets())
-        except NADRenderError as e:
-            return None, str(e)
+        desired = self._render(owner, ns, cluster_udn)
+        if isinstance(desired, str):
+            return None, desired
         if existing is None:
             if primary:
                 other = self._existing_primary(ns)
