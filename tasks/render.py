@@ -222,6 +222,12 @@ def render_objects(spec: RolloutSpec, *, password: str | None = None) -> list[di
     return out
 
 
+def render_vms(spec: RolloutSpec) -> list[dict[str, Any]]:
+    """Every VirtualMachine of the run, in order (the fan-out's input; stamped, so 10,000 are cheap)."""
+    stamps = _Stamps(spec, PASSWORD_PLACEHOLDER)
+    return [stamps.vm.obj(*stamps.vm_values(ns, name, i)) for ns, name, i in spec.vm_refs()]
+
+
 def generate_password(length: int = 16) -> str:
     """A random console password of letters and digits (easy to type on a serial console)."""
     alphabet = string.ascii_letters + string.digits

@@ -1,115 +1,73 @@
 """`udn-rollout`: the command line. Imports stay lazy so `--help` and `render` answer at once
-(no Prefect import, no server start)."""
+(no Prefect import, no server start); commands that run flows import them when they run."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+EXIT_FAILED = 1  # a step ran and failed (VMs not ready, unreachable pairs, failed migrations)
+EXIT_USAGE = 2  # bad command line or spec: nothing was done
+EXIT_PREFLIGHT = 3  # preflight failed: nothing was changed on the cluster
+EXIT_CLUSTER = 4  # the cluster could not be reached or refused us
 
 DESCRIPTION = """\
-Roll out private, cluster-wide VM networks (OVN-Kubernetes ClusterUserDefinedNetwork, Layer3 or
-Layer2, role Primary) for KubeVirt VMs at scale, with checks before any change and evidence after.
+Roll out private, cluster-wide VM networks (an OVN-Kubernetes ClusterUserDefinedNetwork, Layer3 or
+Layer2, role Primary) for KubeVirt VMs at scale: checks before any change, bounded load on the API
+server, a ping matrix as evidence, and IP churn reports for live migration.
 
 Start here:
-  udn-rollout demo                 run the whole story on an embedded simulated cluster
-  udn-rollout sim serve            run the simulated cluster and print its kubeconfig
+  udn-rollout demo                                  the whole story on an embedded simulated cluster
+  udn-rollout render -f specs/seed-l2.yaml -o out   the manifests, to review and `oc apply -f out`
+  udn-rollout preflight -f my.yaml                  check a spec against your cluster (writes nothing)
+  udn-rollout rollout -f my.yaml                    preflight → network → VMs → ping matrix → churn
+  udn-rollout teardown -f my.yaml                   remove everything the run created
+
+Cluster selection works like oc/kubectl: --kubeconfig, --context, $KUBECONFIG, ~/.kube/config, or the
+in-cluster service account; --sim runs the command against a fresh embedded simulated cluster.
+Exit codes: 0 ok, 1 a step failed, 2 bad input, 3 preflight failed (nothing changed), 4 cluster error.
+"""
+
+EPILOG_SPEC = """\
+Spec overrides use Helm's syntax: --set vms.perNamespace=100 --set network.topology=Layer2
+--set network.subnets[0].cidr=10.200.0.0/16 --set namespaces.names={a,b}
 """
 
 
-def _add_sim_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sim = sub.add_parser(
-        "sim",
-        help="the embedded simulated OpenShift cluster",
-        description="The embedded simulated cluster: a Kubernetes API server on loopback with "
-        "OVN-Kubernetes and KubeVirt behaviour, for demos, tests and what-if runs.",
-    )
-    simsub = sim.add_subparsers(dest="sim_cmd", required=True)
-    s = simsub.add_parser(
-        "serve",
-        help="run the simulated cluster until interrupted",
-        description="Run the simulated cluster until Ctrl-C, writing a kubeconfig that kubectl, oc and "
-        "udn-rollout accept. Example: udn-rollout sim serve --nodes 10 --kubeconfig ./sim.kubeconfig",
-    )
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
-    s.add_argument("--port", type=int, default=6443, help="port to listen on (0: any free port; default 6443)")
-    s.add_argument(
-        "--kubeconfig",
-        type=Path,
-        default=Path("simcluster.kubeconfig"),
-        help="where to write the kubeconfig (default: ./simcluster.kubeconfig)",
-    )
-    s.add_argument("--nodes", type=int, default=3, help="number of worker nodes (default 3)")
-    s.add_argument("--vms-per-node", type=int, default=250, help="VM slots per node (default 250)")
-    s.add_argument("--state", type=Path, help="persist the cluster in this file and reload it on the next start")
-    s.add_argument(
-        "--profile",
-        choices=["instant", "fast", "realistic"],
-        default="realistic",
-        help="VM start-up latency profile (default: realistic)",
-    )
-    s.add_argument(
-        "--insecure-http", action="store_true", help="serve plain HTTP instead of HTTPS (only for debugging)"
-    )
-    s.add_argument(
-        "--fault",
+# ---- argument groups -----------------------------------------------------------------------------
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("rollout spec")
+    g.add_argument("-f", "--filename", dest="spec", metavar="SPEC", help="rollout spec (YAML); see specs/")
+    g.add_argument("--run-id", help="run id (names and labels the run's objects; reuse it to resume)")
+    g.add_argument(
+        "--set",
+        dest="overrides",
         action="append",
         default=[],
-        metavar="KNOB=VALUE",
-        help="turn on a fault, e.g. --fault rate_429=0.1 --fault watch_cut_seconds=5 (repeatable)",
+        metavar="KEY=VALUE",
+        help="override a spec value, Helm-style (repeatable)",
     )
 
 
-def _sim_serve(args: argparse.Namespace) -> int:
-    from simcluster.faults import Faults
-    from simcluster.seed import ClusterConfig
-    from simcluster.server import serve_forever
-
-    if args.nodes < 1:
-        print("error: --nodes must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    faults = Faults()
-    knobs = {}
-    for item in args.fault:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"error: --fault {item!r}: write KNOB=VALUE, e.g. rate_429=0.1", file=sys.stderr)
-            return EXIT_USAGE
-        knobs[key] = value
-    try:
-        faults.update(knobs)
-    except Exception as e:
-        print(f"error: --fault: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    config = ClusterConfig(nodes=args.nodes, vms_per_node=args.vms_per_node, profile=args.profile)
-    try:
-        serve_forever(
-            config,
-            host=args.host,
-            port=args.port,
-            kubeconfig=args.kubeconfig.resolve(),
-            state_file=args.state.resolve() if args.state else None,
-            tls_enabled=not args.insecure_http,
-            faults=faults,
-        )
-    except OSError as e:
-        print(
-            f"error: cannot serve on {args.host}:{args.port}: {e.strerror or e}. "
-            "Pick another port with --port (0 picks a free one).",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from udn_rollout.demo import run_demo
-
-    return run_demo(nodes=args.nodes, keep=args.keep)
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster")
+    g.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    g.add_argument("--context", help="kubeconfig context (default: the current context)")
+    g.add_argument("--sim", action="store_true", help="run against a fresh embedded simulated cluster")
+    g.add_argument("--sim-nodes", type=int, default=4, help="nodes of the simulated cluster (default 4)")
+    g.add_argument(
+        "--sim-profile",
+        choices=["instant", "fast", "realistic"],
+        default="fast",
+        help="VM start-up latency profile of the simulated cluster (default fast)",
+    )
+    g.add_argument("--reports-dir", help="where reports/<run-id>/ goes (default ./reports)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,24 +75,290 @@ def build_parser() -> argparse.ArgumentParser:
         prog="udn-rollout", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    d = sub.add_parser(
+
+    def cmd(name: str, help_: str, desc: str, spec: bool = True, cluster: bool = True) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name,
+            help=help_,
+            description=desc,
+            epilog=EPILOG_SPEC if spec else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if spec:
+            _spec_args(sp)
+        if cluster:
+            _cluster_args(sp)
+        return sp
+
+    d = cmd(
         "demo",
-        help="run the demo on an embedded simulated cluster",
-        description="Start the embedded simulated cluster and show what it serves.",
+        "the whole story on an embedded simulated cluster",
+        "Start the embedded simulated cluster, roll out a small fleet the seed's way (Layer3) and the "
+        "recommended way (Layer2) side by side, ping every pair, live-migrate a quarter of the VMs, and "
+        "print what changed. Reports go to reports/<run-id>/.",
+        spec=False,
+        cluster=False,
     )
-    d.add_argument("--nodes", type=int, default=3, help="simulated worker nodes (default 3)")
-    d.add_argument("--keep", action="store_true", help="keep the cluster running until Ctrl-C")
-    _add_sim_serve(sub)
+    d.add_argument("--nodes", type=int, default=4, help="simulated worker nodes (default 4)")
+    d.add_argument("--vms-per-namespace", type=int, default=4, help="VMs per namespace (default 4)")
+    d.add_argument("--reports-dir", help="where reports/<run-id>/ goes (default ./reports)")
+
+    cmd(
+        "preflight",
+        "check a spec against the cluster (writes nothing)",
+        "Check APIs, version, permissions (SelfSubjectAccessReview), CIDR overlaps, namespaces, node-subnet "
+        "capacity and the l2bridge binding. Prints a table of checks and writes reports/<run-id>/preflight.md. "
+        "Exit code 3 when a check fails.",
+    )
+    cmd(
+        "provision",
+        "preflight, then namespaces + credentials + the network",
+        "Create the namespaces (labelled at creation), the credentials Secret and the "
+        "ClusterUserDefinedNetwork, then wait until every namespace has its NetworkAttachmentDefinition.",
+    )
+    cmd(
+        "fanout",
+        "create the VMs and wait until they are Ready",
+        "Create every VM of the spec (rate-limited, resuming a run that was cut short) and wait by watch "
+        "until all are Ready. Writes inventory.csv and provisioning.md.",
+    )
+    cmd(
+        "ping",
+        "the connectivity ping matrix and isolation checks",
+        "Log in to the VMs' serial consoles and ping a probe plan (full mesh or sampled), plus isolation "
+        "probes that must stay silent. Writes connectivity.csv/.html/.md.",
+    )
+    ch = cmd(
+        "churn",
+        "live-migrate VMs and report IP churn",
+        "Snapshot, migrate a chosen set of VMs within the cluster's migration limits, snapshot again and "
+        "report per VM whether node and IP changed, and any stale-IP hazard. Writes churn.csv/.md/.html "
+        "and capacity.md.",
+    )
+    ch.add_argument("--no-reprobe", action="store_true", help="skip re-probing the moved VMs")
+    r = cmd(
+        "rollout",
+        "preflight → provision → fan-out → ping matrix → churn → reports",
+        "The whole chain under one run id. Resume a run that was cut short by running it again with the same run id.",
+    )
+    r.add_argument("--no-churn", action="store_true", help="skip the churn step")
+    r.add_argument("--no-ping", action="store_true", help="skip the connectivity step")
+    t = cmd(
+        "teardown",
+        "delete what a run created (VMs, namespaces, then the network)",
+        "Delete only objects carrying this run's labels: VMs, then namespaces, then the "
+        "ClusterUserDefinedNetwork (after its finalizers let go). Unlabelled objects are left alone "
+        "and named.",
+    )
+    t.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    rd = cmd(
+        "render",
+        "write the manifests for review and `oc apply -f`",
+        "Render the namespaces, credentials Secret (password placeholder), ClusterUserDefinedNetwork and "
+        "VirtualMachines of a spec as YAML. Without -o the YAML goes to stdout.",
+        cluster=False,
+    )
+    rd.add_argument("-o", "--output", help="directory to write numbered YAML files into")
+    rp = cmd(
+        "report",
+        "re-render a run's reports from its saved data",
+        "Rebuild the Markdown and HTML reports of reports/<run-id>/ from its CSV and run.json.",
+        spec=False,
+        cluster=False,
+    )
+    rp.add_argument("run_id", help="the run id (a directory under the reports directory)")
+    rp.add_argument("--reports-dir", help="reports root (default ./reports)")
+
+    sv = cmd(
+        "serve",
+        "serve the Prefect deployments from this process (no work pool needed)",
+        "Serve the rollout, churn-report and teardown deployments with prefect.serve. Needs a Prefect "
+        "server (PREFECT_API_URL) so the UI can trigger runs.",
+        spec=False,
+        cluster=False,
+    )
+    sv.add_argument("--cron", default="0 2 * * *", help="schedule of rollout-scheduled (default 02:00 daily)")
+    sv.add_argument("--spec-file", default="specs/scheduled.yaml", help="spec of the scheduled rollout")
+
+    from udn_rollout.simcmd import add_sim_parser
+
+    add_sim_parser(sub)
     return p
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _load_spec(args: argparse.Namespace) -> Any:
+    from tasks.spec import load_spec
+
+    return load_spec(args.spec, args.overrides, run_id=args.run_id)
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[Any]:
+    """ClusterParams for the command: the user's cluster, or a fresh simulated one with --sim."""
+    from flows.common import REPORTS_ROOT_ENV, ClusterParams
+
+    if getattr(args, "reports_dir", None):
+        os.environ[REPORTS_ROOT_ENV] = args.reports_dir
+    if args.sim:
+        from simcluster import ClusterConfig, SimCluster
+
+        with SimCluster(config=ClusterConfig(nodes=args.sim_nodes, profile=args.sim_profile)) as sim:
+            print(
+                f"simulated cluster: {sim.url} ({args.sim_nodes} nodes, kubeconfig {sim.kubeconfig})", file=sys.stderr
+            )
+            yield ClusterParams(kubeconfig=str(sim.kubeconfig))
+        return
+    yield ClusterParams(kubeconfig=args.kubeconfig, context=args.context)
+
+
+def _run(fn: Callable[[], Any]) -> int:
+    """Run a flow and map what went wrong to an exit code and a message (no traceback for users)."""
+    from flows.fanout import FanoutFailed
+    from flows.preflight import PreflightFailed
+    from tasks.kube import KubeError
+    from tasks.provision import ProvisionError
+
+    try:
+        fn()
+    except PreflightFailed as e:
+        _err(str(e) + " — nothing was changed on the cluster")
+        return EXIT_PREFLIGHT
+    except (ProvisionError, FanoutFailed) as e:
+        _err(str(e))
+        return EXIT_FAILED
+    except KubeError as e:
+        _err(f"the cluster answered {e.code} {e.reason}: {e.message}")
+        return EXIT_CLUSTER
+    except _step_failures() as e:
+        _err(str(e))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _step_failures() -> tuple[type[BaseException], ...]:
+    out: list[type[BaseException]] = []
+    with contextlib.suppress(ImportError):
+        from flows.connectivity import ConnectivityFailed
+
+        out.append(ConnectivityFailed)
+    with contextlib.suppress(ImportError):
+        from flows.churn import ChurnFailed
+
+        out.append(ChurnFailed)
+    return tuple(out) or (RuntimeError,)
+
+
+# ---- commands ------------------------------------------------------------------------------------
+def _render(args: argparse.Namespace) -> int:
+    from tasks.render import write_manifests
+
+    spec = _load_spec(args)
+    out = write_manifests(spec, Path(args.output) if args.output else None)
+    if isinstance(out, str):
+        sys.stdout.write(out)
+    else:
+        for path in out:
+            print(path)
+        print(f"review, set the password in the credentials file, then: oc apply -f {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _flow_command(args: argparse.Namespace) -> int:
+    spec = _load_spec(args)
+    with _cluster(args) as cluster:
+        if args.cmd == "preflight":
+            from flows.preflight import preflight
+
+            return _run(lambda: preflight(spec, cluster))
+        if args.cmd == "provision":
+            from flows.provision import provision
+
+            return _run(lambda: provision(spec, cluster))
+        if args.cmd == "fanout":
+            from flows.fanout import fanout
+
+            return _run(lambda: fanout(spec, cluster))
+        if args.cmd == "ping":
+            from flows.connectivity import connectivity
+
+            return _run(lambda: connectivity(spec, cluster))
+        if args.cmd == "churn":
+            from flows.churn import churn
+
+            return _run(lambda: churn(spec, cluster, reprobe=not args.no_reprobe))
+        if args.cmd == "rollout":
+            from flows.rollout import rollout
+
+            return _run(lambda: rollout(spec, cluster, ping=not args.no_ping, churn=not args.no_churn))
+        if args.cmd == "teardown":
+            from flows.teardown import teardown
+
+            return _run(lambda: teardown(spec, cluster, dry_run=args.dry_run))
+    return EXIT_USAGE
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tasks.reports import rerender
+
+    root = Path(args.reports_dir or os.environ.get("UDN_ROLLOUT_REPORTS") or "reports")
+    out = root / args.run_id
+    if not out.is_dir():
+        _err(
+            f"no reports for run {args.run_id!r} under {root}/ (run ids there: "
+            f"{', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else 'none'})"
+        )
+        return EXIT_USAGE
+    for path in rerender(out).values():
+        print(path)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.cmd == "demo":
-        return _demo(args)
-    if args.cmd == "sim" and args.sim_cmd == "serve":
-        return _sim_serve(args)
-    return EXIT_USAGE
+    from udn_rollout.prefect_env import configure
+
+    configure()
+    try:
+        if args.cmd == "demo":
+            from udn_rollout.demo import run_demo
+
+            return run_demo(nodes=args.nodes, vms_per_namespace=args.vms_per_namespace, reports_dir=args.reports_dir)
+        if args.cmd == "sim":
+            from udn_rollout.simcmd import run_sim
+
+            return run_sim(args)
+        if args.cmd == "render":
+            return _render(args)
+        if args.cmd == "report":
+            return _report(args)
+        if args.cmd == "serve":
+            from flows.deployments import serve_all
+
+            return serve_all(cron=args.cron, spec_file=args.spec_file)
+        if not args.spec:
+            _err(f"{args.cmd} needs a rollout spec: -f SPEC (examples in specs/)")
+            return EXIT_USAGE
+        return _flow_command(args)
+    except KeyboardInterrupt:
+        _err("interrupted; rerun the same command (same run id) to resume")
+        return 130
+    except Exception as e:  # spec and cluster-config errors: the message is the help
+        from tasks.spec import SpecError
+
+        if isinstance(e, SpecError):
+            _err(str(e))
+            return EXIT_USAGE
+        from tasks.kube import KubeError
+
+        if isinstance(e, KubeError):
+            _err(str(e))
+            return EXIT_CLUSTER
+        raise
 
 
 if __name__ == "__main__":
