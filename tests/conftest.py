@@ -15,6 +15,18 @@ from kubernetes import client, config, dynamic
 
 from simcluster import SimCluster
 
+# Prefect for tests: quiet, offline, patient on 2 cores (see the Prefect reference). Set before any
+# test imports prefect; subprocess CLI runs inherit them.
+for _key, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_TO_API_ENABLED": "false",
+    "PREFECT_TASKS_RUNNER_THREAD_POOL_MAX_WORKERS": "16",
+}.items():
+    os.environ.setdefault(_key, _value)
+
 
 @pytest.fixture(scope="session")
 def sim() -> Iterator[SimCluster]:
@@ -137,3 +149,19 @@ class Http:
 @pytest.fixture(scope="session")
 def http(sim: SimCluster) -> Http:
     return Http(sim)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect test server for the whole session (starting one costs ~20 s): flows run for real."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def reports_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Reports of a test go to its own directory."""
+    monkeypatch.setenv("UDN_ROLLOUT_REPORTS", str(tmp_path / "reports"))
+    return tmp_path / "reports"
