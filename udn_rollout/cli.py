@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--nodes", type=int, default=4, help="simulated worker nodes (default 4)")
     d.add_argument("--vms-per-namespace", type=int, default=4, help="VMs per namespace (default 4)")
+    d.add_argument(
+        "--profile",
+        choices=["instant", "fast", "realistic"],
+        default="fast",
+        help="simulated VM start/migration times: fast (default, about 30 s in all) or realistic "
+        "(container-disk VMs take 10-25 s to run, migrations seconds: several minutes)",
+    )
     d.add_argument("--reports-dir", help="where reports/<run-id>/ goes (default ./reports)")
 
     cmd(
@@ -327,7 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "demo":
             from udn_rollout.demo import run_demo
 
-            return run_demo(nodes=args.nodes, vms_per_namespace=args.vms_per_namespace, reports_dir=args.reports_dir)
+            return run_demo(
+                nodes=args.nodes,
+                vms_per_namespace=args.vms_per_namespace,
+                reports_dir=args.reports_dir,
+                profile=args.profile,
+            )
         if args.cmd == "sim":
             from udn_rollout.simcmd import run_sim
 

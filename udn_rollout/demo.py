@@ -32,15 +32,15 @@ def demo_specs(vms_per_namespace: int) -> list[object]:
     return [l3, l2]
 
 
-def run_demo(nodes: int = 4, vms_per_namespace: int = 4, reports_dir: str | None = None) -> int:
+def run_demo(nodes: int = 4, vms_per_namespace: int = 4, reports_dir: str | None = None, profile: str = "fast") -> int:
     from flows.common import REPORTS_ROOT_ENV, ClusterParams
 
     if reports_dir:
         os.environ[REPORTS_ROOT_ENV] = reports_dir
     started = time.monotonic()
     specs = demo_specs(vms_per_namespace)
-    with SimCluster(config=ClusterConfig(nodes=nodes, profile="fast")) as sim:
-        print(f"embedded simulated cluster: {sim.url}, {nodes} nodes (kubeconfig {sim.kubeconfig})")
+    with SimCluster(config=ClusterConfig(nodes=nodes, profile=profile)) as sim:
+        print(f"embedded simulated cluster: {sim.url}, {nodes} nodes, {profile} timing (kubeconfig {sim.kubeconfig})")
         print("starting Prefect (the first run on a machine takes ~20 s) ...", flush=True)
         from flows.rollout import RolloutFailed, rollout
 
