@@ -621,3 +621,17 @@ def test_isolated_process_mode(tmp_path) -> None:
         core = client.CoreV1Api(config.new_client_from_config(str(c.kubeconfig)))
         assert len(core.list_node().items) == 2
         assert c.stats()["objects"]["nodes"] == 2
+
+
+def test_latency_knob_slows_resource_requests_only(sim: SimCluster, http, namespace: str) -> None:
+    sim.set_faults(latency_ms=300)
+    try:
+        started = time.monotonic()
+        assert http.call("GET", f"/api/v1/namespaces/{namespace}/configmaps")[0] == 200
+        slow = time.monotonic() - started
+        started = time.monotonic()
+        assert http.call("GET", "/version")[0] == 200
+        fast = time.monotonic() - started
+    finally:
+        sim.set_faults(latency_ms=0)
+    assert slow >= 0.3 > fast

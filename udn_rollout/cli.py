@@ -220,7 +220,9 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
             )
             yield ClusterParams(kubeconfig=str(sim.kubeconfig))
         return
-    yield ClusterParams(kubeconfig=args.kubeconfig, context=args.context)
+    params = ClusterParams(kubeconfig=args.kubeconfig, context=args.context)
+    params.target().resolve()  # fail fast, before Prefect starts, when no cluster is configured
+    yield params
 
 
 def _run(fn: Callable[[], Any]) -> int:
@@ -365,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, SpecError):
             _err(str(e))
             return EXIT_USAGE
-        from tasks.kube import KubeError
+        from tasks.kube import ClusterConfigError, KubeError
 
-        if isinstance(e, KubeError):
+        if isinstance(e, (KubeError, ClusterConfigError)):
             _err(str(e))
             return EXIT_CLUSTER
         raise
