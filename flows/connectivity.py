@@ -213,13 +213,16 @@ def reprobe_moved(kube: Kube, spec: RolloutSpec, rows: list[ChurnRow], after: li
     """After churn: from a VM that did not move, the moved VM's new address must answer and its old
     address must stay silent (unless another VM now holds it — the stale-IP hazard, reported apart)."""
     moved = {(r.namespace, r.vm) for r in rows if r.node_changed}
-    still = [s for s in after if (s.namespace, s.name) not in moved and s.ip and s.phase == "Running"]
+    running = [s for s in after if s.ip and s.phase == "Running"]
+    # Peers that stayed put; when every VM moved (fraction 1, a drained fleet), the other moved VMs.
+    still = [s for s in running if (s.namespace, s.name) not in moved] or running
     by_key = {(s.namespace, s.name): s for s in after}
     probes: list[Probe] = []
     for i, r in enumerate(sorted(rows, key=lambda r: (r.namespace, r.vm))):
-        if (r.namespace, r.vm) not in moved or not still:
+        peers = [s for s in still if (s.namespace, s.name) != (r.namespace, r.vm)]
+        if (r.namespace, r.vm) not in moved or not peers:
             continue
-        peer = still[i % len(still)]
+        peer = peers[i % len(peers)]
         src = VMEndpoint(peer.namespace, peer.name, peer.node, peer.ip)
         now = by_key.get((r.namespace, r.vm))
         if now and now.ip:

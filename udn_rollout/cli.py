@@ -38,6 +38,20 @@ EPILOG_SPEC = """\
 Spec overrides use Helm's syntax: --set vms.perNamespace=100 --set network.topology=Layer2
 --set network.subnets[0].cidr=10.200.0.0/16 --set namespaces.names={a,b}
 """
+EPILOG_EXIT = "Exit codes: 0 ok, 1 a step failed, 2 bad input, 3 preflight failed (nothing changed), 4 cluster error."
+EXAMPLES = {
+    "demo": "udn-rollout demo --nodes 4 --vms-per-namespace 4",
+    "preflight": "udn-rollout preflight -f specs/seed-l2.yaml --kubeconfig ~/.kube/config",
+    "provision": "udn-rollout provision -f specs/seed-l2.yaml --run-id seed-l2",
+    "fanout": "udn-rollout fanout -f specs/seed-l2.yaml --run-id seed-l2 --set fanout.qps=20",
+    "ping": "udn-rollout ping -f specs/seed-l2.yaml --run-id seed-l2 --set connectivity.maxSessions=16",
+    "churn": "udn-rollout churn -f specs/seed-l3.yaml --run-id seed-l3 --set churn.fraction=0.5",
+    "rollout": "udn-rollout rollout -f specs/seed-l2.yaml --sim   (or --kubeconfig/--context for a real cluster)",
+    "teardown": "udn-rollout teardown -f specs/seed-l2.yaml --run-id seed-l2 --dry-run",
+    "render": "udn-rollout render -f specs/seed-l3.yaml -o out/seed-l3 && oc apply -f out/seed-l3",
+    "report": "udn-rollout report seed-l2 --reports-dir reports",
+    "serve": "PREFECT_API_URL=http://127.0.0.1:4200/api udn-rollout serve --cron '0 2 * * *'",
+}
 
 
 # ---- argument groups -----------------------------------------------------------------------------
@@ -81,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_,
             description=desc,
-            epilog=EPILOG_SPEC if spec else None,
+            epilog=f"Example:\n  {EXAMPLES[name]}\n\n" + (EPILOG_SPEC + "\n" if spec else "") + EPILOG_EXIT,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         if spec:
@@ -221,8 +235,21 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
             yield ClusterParams(kubeconfig=str(sim.kubeconfig))
         return
     params = ClusterParams(kubeconfig=args.kubeconfig, context=args.context)
-    params.target().resolve()  # fail fast, before Prefect starts, when no cluster is configured
+    _reachable(params)  # fail fast, before Prefect starts, when no cluster is configured or reachable
     yield params
+
+
+def _reachable(params: Any) -> None:
+    """One quick `/version` call without retries: an unreachable cluster is reported in seconds."""
+    from tasks.kube import Kube, KubeError
+
+    kube = Kube(params.target(), qps=0, retries=0, timeout=10)
+    try:
+        kube.version()
+    except KubeError as e:
+        raise KubeError(e.code, e.reason, f"cannot reach the cluster at {kube.server}: {e.message}") from e
+    finally:
+        kube.close()
 
 
 def _run(fn: Callable[[], Any]) -> int:
@@ -259,6 +286,14 @@ def _step_failures() -> tuple[type[BaseException], ...]:
         from flows.churn import ChurnFailed
 
         out.append(ChurnFailed)
+    with contextlib.suppress(ImportError):
+        from flows.rollout import RolloutFailed
+
+        out.append(RolloutFailed)
+    with contextlib.suppress(ImportError):
+        from flows.teardown import TeardownIncomplete
+
+        out.append(TeardownIncomplete)
     return tuple(out) or (RuntimeError,)
 
 
