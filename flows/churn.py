@@ -75,8 +75,13 @@ def capacity_parts(kube: Kube, spec: RolloutSpec, after: list[VMSnapshot]) -> tu
         nodes = [NodeInfo(name) for name in sorted(usage)]
         per_node = {name: u["vms"] for name, u in usage.items()}
         report = layer3_capacity(sub.cidr, sub.host_subnet or 24, nodes, 0, existing_vms_per_node=per_node)
-    else:
-        report = layer2_capacity(sub.cidr, 0, claims_held=len(after))
+        rows = report.rows()
+        for row in rows:  # the subnet OVN-K actually gave the node (k8s.ovn.org/node-subnets), not just "yes"
+            actual = usage.get(row["node"], {}).get("subnets") or []
+            if actual:
+                row["subnet"] = ", ".join(actual)
+        return rows, report.summary()
+    report = layer2_capacity(sub.cidr, 0, claims_held=len(after))
     return report.rows(), report.summary()
 
 
