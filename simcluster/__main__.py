@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--faults-json", default="{}")
     s.add_argument("--token")
     s.add_argument("--history", type=int, default=100_000)
+    s.add_argument("--parent-pid", type=int, help="stop when this process is gone")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     faults = Faults()
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         ready_file=a.ready_file,
         history=a.history,
         announce=a.ready_file is None,
+        parent_pid=a.parent_pid,
     )
 
 

@@ -306,6 +306,8 @@ class SimCluster:
             self.token,
             "--history",
             str(self.history),
+            "--parent-pid",
+            str(os.getpid()),
         ]
         if not self.tls_enabled:
             cmd.append("--insecure-http")
@@ -364,6 +366,14 @@ def _ca_from_kubeconfig(path: Path) -> bytes:
     return base64.b64decode(doc["clusters"][0]["cluster"]["certificate-authority-data"])
 
 
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    """An isolated cluster must not outlive the process that started it (killed tests, benches)."""
+    while not stop.is_set():
+        await asyncio.sleep(1.0)
+        if os.getppid() != pid:
+            stop.set()
+
+
 def serve_forever(
     config: ClusterConfig,
     *,
@@ -377,8 +387,10 @@ def serve_forever(
     ready_file: Path | None = None,
     history: int = 100_000,
     announce: bool = True,
+    parent_pid: int | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM; state is saved on the way out when a state file is given."""
+    """Run until SIGINT/SIGTERM (or, for an isolated cluster, until its parent process is gone);
+    state is saved on the way out when a state file is given."""
     workdir = kubeconfig.parent
     cluster = SimCluster(
         config=config,
@@ -409,7 +421,10 @@ def serve_forever(
             print(f"simulated cluster serving at {cluster.url} ({len(config.names())} nodes)", flush=True)
             print(f"kubeconfig: {kubeconfig}", flush=True)
             print(f"try: KUBECONFIG={kubeconfig} kubectl get nodes", flush=True)
+        watcher = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         assert cluster._stop is not None
         cluster._stop.set()
         await serving
