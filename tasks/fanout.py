@@ -101,6 +101,7 @@ class ReadinessTracker:
         self.lock = threading.Condition()
         self.on_change = on_change
         self._informers: list[Any] = []
+        self._vm_changes: list[tuple[str, str]] = []  # keys whose VM changed, in arrival order (for waiters)
 
     def start(self) -> None:
         self._informers = [
@@ -147,6 +148,11 @@ class ReadinessTracker:
             tl.vm = None if ev.type == "DELETED" else ev.object
             if tl.vm is not None and (tl.vm.get("status") or {}).get("ready") and tl.ready is None:
                 tl.ready = now
+                # VMs and VMIs come on two watch streams: the VM's Ready may arrive just before the
+                # VMI's Running. Ready implies Running implies Scheduled, so keep the timeline ordered.
+                tl.scheduled = now if tl.scheduled is None else tl.scheduled
+                tl.running = now if tl.running is None else tl.running
+            self._vm_changes.append(key)
             self.lock.notify_all()
         self._changed()
 
@@ -177,24 +183,34 @@ class ReadinessTracker:
         """
         want = set(expected) if expected is not None else self.expected
         deadline = time.monotonic() + timeout
+        # Count once, then re-check only the VMs whose events arrived since: O(events) in all, not
+        # O(VMs) per event (the waiter is woken by every event; 5,000 VMs send ~15,000 VM events).
+        with self.lock:
+            missing = {k for k in want if not self._vm_ready(k)}
+            seen = len(self._vm_changes)
         while True:
             with self.lock:
-                ready = sum(
-                    1
-                    for k in want
-                    if (tl := self.timelines.get(k)) is not None
-                    and tl.vm is not None
-                    and (tl.vm.get("status") or {}).get("ready")
-                )
+                for k in self._vm_changes[seen:]:
+                    if k in want:
+                        if self._vm_ready(k):
+                            missing.discard(k)
+                        else:
+                            missing.add(k)
+                seen = len(self._vm_changes)
+                ready = len(want) - len(missing)
                 left = deadline - time.monotonic()
-                if ready < len(want) and left > 0:
+                if missing and left > 0:
                     self.lock.wait(min(left, 1.0))
             if tick is not None:
                 tick(ready, len(want))
-            if ready >= len(want):
+            if not missing:
                 return True
             if left <= 0:
                 return False
+
+    def _vm_ready(self, key: tuple[str, str]) -> bool:
+        tl = self.timelines.get(key)
+        return tl is not None and tl.vm is not None and bool((tl.vm.get("status") or {}).get("ready"))
 
     def records(self, outcomes: dict[tuple[str, str], CreateOutcome]) -> list[VMRecord]:
         out = []

@@ -243,6 +243,8 @@ class KubeVirtController(Controller):
 
     def _crash(self, vm: dict[str, Any], vmi: dict[str, Any]) -> None:
         ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
+        if ((vm.get("status") or {}).get("startFailure") or {}).get("lastFailedVMIUID") == vmi["metadata"]["uid"]:
+            return  # this failure is recorded and its restart scheduled (recording it modifies the VM)
         count = self.failures.get((ns, name), 0) + 1
         self.failures[(ns, name)] = count
         delay = min(self.profile.retry * 2 ** (count - 1), self.profile.retry * 30)
