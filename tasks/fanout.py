@@ -224,6 +224,10 @@ class ReadinessTracker:
                 ifaces = vmi_status.get("interfaces") or []
                 ready = bool(vm_status.get("ready"))
                 created = oc.created_at if oc else _ts(((tl.vm or {}).get("metadata") or {}).get("creationTimestamp"))
+                if created is not None and tl.scheduled is not None and created > tl.scheduled:
+                    # the create call's thread can stamp its return after the watch thread saw the VMI
+                    # scheduled (the VM existed by then): the earliest sighting is the better bound
+                    created = tl.scheduled
                 out.append(
                     VMRecord(
                         namespace=ref.namespace,
