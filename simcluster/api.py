@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class ServerOptions:
     bookmark_interval: float = 5.0
     watch_backlog: int = 200_000
     registered_bindings: frozenset[str] = frozenset({"l2bridge"})
+    hidden_kinds: frozenset[str] = frozenset()  # CRDs this cluster lacks (ClusterConfig.missing_crds)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,8 +126,12 @@ class ApiServer:
             return await handler(request)
         except ApiError as e:
             return error_response(e)
-        except web.HTTPException:
-            raise
+        except web.HTTPRequestEntityTooLarge:  # aiohttp's own limit (client_max_size): a Status too
+            return error_response(errors.too_large(MAX_BODY))
+        except web.HTTPException as e:  # aiohttp's own answers (e.g. a path its router cannot match)
+            if e.status < 400:
+                raise
+            return error_response(ApiError(e.status, e.reason.replace(" ", ""), e.text or e.reason))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as e:  # a bug in the simulator must still answer like a server, and be visible
@@ -143,19 +149,20 @@ class ApiServer:
             if handler is None:
                 raise ApiError(404, "NotFound", f"no simcluster admin endpoint {request.method} {path}")
             return await handler(request)
+        hidden = self.options.hidden_kinds
         if path.startswith("/openapi"):
-            return discovery.openapi(path, request)
+            return discovery.openapi(path, request, hidden)
         parts = path.strip("/").split("/")
         if parts == ["api"]:
             return _response(discovery.core_versions(request))
         if parts == ["apis"]:
-            return discovery.groups_response(request)
+            return discovery.groups_response(request, hidden)
         if parts[0] == "api" and len(parts) == 2:
-            return _response(discovery.resource_list("", parts[1]))
+            return _response(discovery.resource_list("", parts[1], hidden))
         if parts[0] == "apis" and len(parts) == 2:
-            return _response(discovery.group(parts[1]))
+            return _response(discovery.group(parts[1], hidden))
         if parts[0] == "apis" and len(parts) == 3:
-            return _response(discovery.resource_list(parts[1], parts[2]))
+            return _response(discovery.resource_list(parts[1], parts[2], hidden))
         target = self._parse(parts)
         return await self._serve(request, target)
 
@@ -179,7 +186,12 @@ class ApiServer:
             # /api/v1/namespaces/<ns>/status|finalize
             return Target(kinds.NAMESPACE, "", version, "namespaces", "", namespace, rest[0])
         rt = kinds.BY_PATH.get((group, version, plural))
+        hidden = self.options.hidden_kinds
+        if rt is not None and rt.key in hidden:
+            rt = None  # a CRD this cluster lacks: not routed, as if never installed
         if rt is None and (group, plural, sub) not in self.subresources:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if rt is None and group == kinds.SUBRESOURCE_GROUP and not kinds.serves_subresources(hidden):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if rt is not None and namespace and not rt.namespaced:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -255,8 +267,7 @@ class ApiServer:
         raw = await request.read()
         if len(raw) > MAX_BODY:
             raise errors.too_large(MAX_BODY)
-        ctype = (request.content_type or "").lower()
-        return decode_body(raw, ctype)
+        return decode_body(raw, content_type(request))
 
     # ---- verbs ---------------------------------------------------------------------------
     def _get(self, request: web.Request, rt: ResourceType, t: Target) -> web.Response:
@@ -329,9 +340,14 @@ class ApiServer:
             raise errors.bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API version ({rt.api_version})"
             )
+        _check_top_types(rt, obj)
         md = obj.get("metadata")
-        if md is not None and not isinstance(md, dict):
+        if md is None and "metadata" in obj:
+            obj["metadata"] = {}  # `metadata: null` decodes as no metadata, as in kube-apiserver
+        elif md is not None and not isinstance(md, dict):
             raise errors.bad_request("metadata must be an object")
+        elif md is not None:
+            _check_meta_types(md)
 
     def _validate(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, op: str) -> None:
         errs = validation.validate(rt.key, obj, old)
@@ -489,7 +505,7 @@ class ApiServer:
         return _response(self.update_object(rt, t, obj, dry_run=dry_run))
 
     async def _patch(self, request: web.Request, rt: ResourceType, t: Target) -> web.Response:
-        ctype = (request.content_type or "").lower()
+        ctype = content_type(request)
         raw = await request.read()
         if len(raw) > MAX_BODY:
             raise errors.too_large(MAX_BODY)
@@ -522,7 +538,9 @@ class ApiServer:
             raise errors.unsupported_media_type(ctype)
         if not isinstance(new, dict):
             raise errors.bad_request("the patch produced something that is not an object")
-        rv_in_patch = isinstance(body, dict) and (body.get("metadata") or {}).get("resourceVersion")
+        self._check_kind(rt, new)  # the patched object decodes like a body: metadata an object, …
+        patch_md = body.get("metadata") if isinstance(body, dict) else None
+        rv_in_patch = isinstance(patch_md, dict) and patch_md.get("resourceVersion")
         if not rv_in_patch:
             new.setdefault("metadata", {})["resourceVersion"] = existing["metadata"]["resourceVersion"]
         return _response(self.update_object(rt, t, new, check_rv=True, dry_run=dry_run))
@@ -531,7 +549,7 @@ class ApiServer:
         opts: dict[str, Any] = {}
         raw = await request.read()
         if raw.strip():
-            opts = decode_body(raw, (request.content_type or JSON).lower()) or {}
+            opts = decode_body(raw, content_type(request) or JSON) or {}
             if not isinstance(opts, dict):
                 raise errors.bad_request("DeleteOptions must be an object")
         policy = request.query.get("propagationPolicy") or opts.get("propagationPolicy") or ""
@@ -651,20 +669,19 @@ class ApiServer:
         rv_param = q.get("resourceVersion", "")
         send_initial = q.get("sendInitialEvents") == "true"
         bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-        try:
-            timeout = float(q.get("timeoutSeconds") or 1800)
-        except ValueError as e:
-            raise errors.bad_request(f"invalid timeoutSeconds: {q.get('timeoutSeconds')}") from e
+        raw_timeout = q.get("timeoutSeconds") or ""
+        if raw_timeout and not _INT64.fullmatch(raw_timeout):  # an int64, as kube parses it: no nan, inf or 1.5
+            raise errors.bad_request(f"invalid timeoutSeconds: {raw_timeout}")
+        timeout = float(min(int(raw_timeout), 2**31)) if raw_timeout else 1800.0
         as_table = _wants_table(request)
         include = q.get("includeObject", "Metadata")
         since: int | None
         if send_initial or rv_param in ("", "0"):
             since = None
-        else:
-            try:
-                since = int(rv_param)
-            except ValueError as e:
-                raise errors.bad_request(f"invalid resource version: {rv_param}") from e
+        elif _UINT.fullmatch(rv_param):
+            since = int(rv_param)
+        else:  # resource versions are unsigned integers in ASCII (int() would take "-5" and "١٢")
+            raise errors.bad_request(f"invalid resource version: {rv_param}")
         resp = web.StreamResponse(
             status=200,
             headers={
@@ -744,6 +761,79 @@ class ApiServer:
         return resp
 
 
+def _check_top_types(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """Top-level fields decode into typed fields too: null is absent; `spec`/`status` must be objects
+    (a 400 decoding error for built-in kinds, the schema's 422 for custom resources); a Secret's or a
+    ConfigMap's data maps strings to strings."""
+    for key in [k for k, v in obj.items() if v is None and k not in ("apiVersion", "kind")]:
+        del obj[key]
+    for key in ("spec", "status"):
+        if key in obj and not isinstance(obj[key], dict):
+            got = {list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}.get(
+                type(obj[key]), "value"
+            )
+            if rt.is_crd:
+                name = (obj.get("metadata") or {}).get("name", "") if isinstance(obj.get("metadata"), dict) else ""
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{rt.kind}.{rt.group} "{name}" is invalid: {key}: Invalid value: "{got}": {key} in body must be of type object: "{got}"',
+                    {"name": name, "group": rt.group, "kind": rt.kind},
+                )
+            raise errors.bad_request(
+                f"json: cannot unmarshal {got} into Go struct field {rt.kind}.{key} of type object"
+            )
+    if rt.kind in ("Secret", "ConfigMap"):
+        for key in ("data", "stringData", "binaryData"):
+            if key in obj and not (isinstance(obj[key], dict) and all(isinstance(v, str) for v in obj[key].values())):
+                raise errors.bad_request(
+                    f"json: cannot unmarshal {type(obj[key]).__name__} into Go struct field {rt.kind}.{key} of type map[string]string"
+                )
+
+
+_INT64 = re.compile(r"-?[0-9]{1,18}")
+_UINT = re.compile(r"[0-9]{1,19}")
+_META_STRINGS = (
+    "name",
+    "generateName",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
+def _check_meta_types(md: dict[str, Any]) -> None:
+    """ObjectMeta decodes into typed fields: null is the zero value, a wrong type is a 400 (as the Go
+    decoder answers), so nothing downstream meets `labels: null` or `finalizers: 5`."""
+
+    def bad(field_: str, want: str) -> ApiError:
+        return errors.bad_request(
+            f"json: cannot unmarshal {type(md[field_]).__name__} into Go struct field ObjectMeta.metadata.{field_} of type {want}"
+        )
+
+    for key in [k for k, v in md.items() if v is None]:
+        del md[key]
+    for key in _META_STRINGS:
+        if key in md and not isinstance(md[key], str):
+            raise bad(key, "string")
+    for key in ("labels", "annotations"):
+        if key in md and not (isinstance(md[key], dict) and all(isinstance(v, str) for v in md[key].values())):
+            raise bad(key, "map[string]string")
+    if "finalizers" in md and not (
+        isinstance(md["finalizers"], list) and all(isinstance(f, str) for f in md["finalizers"])
+    ):
+        raise bad("finalizers", "[]string")
+    if "ownerReferences" in md and not (
+        isinstance(md["ownerReferences"], list) and all(isinstance(r, dict) for r in md["ownerReferences"])
+    ):
+        raise bad("ownerReferences", "[]v1.OwnerReference")
+    for key in ("generation", "deletionGracePeriodSeconds"):
+        if key in md and (isinstance(md[key], bool) or not isinstance(md[key], int)):
+            raise bad(key, "int64")
+
+
 def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
     """Everything but metadata and status: what a generation counts changes of."""
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
@@ -760,6 +850,12 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def _wants_table(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "")
     return "as=Table" in accept
+
+
+def content_type(request: web.Request) -> str:
+    """The media type as sent (aiohttp's `content_type` turns an unparsable one into
+    application/octet-stream, which would then be read as JSON instead of answered with 415)."""
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
 
 
 def decode_body(raw: bytes, ctype: str) -> Any:

@@ -38,17 +38,17 @@ def _group_entry(name: str, versions: list[str]) -> dict[str, Any]:
     return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
 
 
-def groups_response(request: web.Request) -> web.Response:
+def groups_response(request: web.Request, hidden: frozenset[str] = frozenset()) -> web.Response:
     body = {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group_entry(n, vs) for n, vs in kinds.groups().items()],
+        "groups": [_group_entry(n, vs) for n, vs in kinds.groups(hidden).items()],
     }
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-def group(name: str) -> dict[str, Any]:
-    versions = kinds.groups().get(name)
+def group(name: str, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
+    versions = kinds.groups(hidden).get(name)
     if versions is None:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     return {"kind": "APIGroup", "apiVersion": "v1", **_group_entry(name, versions)}
@@ -59,14 +59,14 @@ def _storage_hash(rt: ResourceType) -> str:
 
 
 @cache
-def resource_list(group: str, version: str) -> dict[str, Any]:
+def resource_list(group: str, version: str, hidden: frozenset[str] = frozenset()) -> dict[str, Any]:
     resources: list[dict[str, Any]] = []
-    if group == kinds.SUBRESOURCE_GROUP and version == kinds.SUBRESOURCE_VERSION:
+    if group == kinds.SUBRESOURCE_GROUP and version == kinds.SUBRESOURCE_VERSION and kinds.serves_subresources(hidden):
         for name, kind, verbs in kinds.KUBEVIRT_SUBRESOURCES:
             resources.append({"name": name, "singularName": "", "namespaced": True, "kind": kind, "verbs": list(verbs)})
     else:
         found = False
-        for rt in kinds.ALL:
+        for rt in kinds.served(hidden):
             if rt.group != group or rt.version != version:
                 continue
             found = True
@@ -219,8 +219,8 @@ def _operation(rt: ResourceType, verb: str, action: str) -> dict[str, Any]:
 
 
 @cache
-def _gv_document(group: str, version: str) -> bytes:
-    rts = [rt for rt in kinds.ALL if rt.group == group and rt.version == version]
+def _gv_document(group: str, version: str, hidden: frozenset[str] = frozenset()) -> bytes:
+    rts = [rt for rt in kinds.served(hidden) if rt.group == group and rt.version == version]
     if not rts:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     paths: dict[str, Any] = {}
@@ -255,28 +255,28 @@ def _gv_key(group: str, version: str) -> str:
 
 
 @cache
-def _v3_root() -> bytes:
+def _v3_root(hidden: frozenset[str] = frozenset()) -> bytes:
     paths: dict[str, Any] = {}
     seen: set[tuple[str, str]] = set()
-    for rt in kinds.ALL:
+    for rt in kinds.served(hidden):
         if (rt.group, rt.version) in seen:
             continue
         seen.add((rt.group, rt.version))
-        h = hashlib.sha512(_gv_document(rt.group, rt.version)).hexdigest()[:32].upper()
+        h = hashlib.sha512(_gv_document(rt.group, rt.version, hidden)).hexdigest()[:32].upper()
         key = _gv_key(rt.group, rt.version)
         paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={h}"}
     return orjson.dumps({"paths": paths})
 
 
-def openapi(path: str, request: web.Request) -> web.Response:
+def openapi(path: str, request: web.Request, hidden: frozenset[str] = frozenset()) -> web.Response:
     if path in ("/openapi/v3", "/openapi/v3/"):
-        return web.Response(body=_v3_root(), content_type="application/json")
+        return web.Response(body=_v3_root(hidden), content_type="application/json")
     if path.startswith("/openapi/v3/"):
         rest = path[len("/openapi/v3/") :].strip("/").split("/")
         if rest[0] == "api" and len(rest) == 2:
-            body = _gv_document("", rest[1])
+            body = _gv_document("", rest[1], hidden)
         elif rest[0] == "apis" and len(rest) == 3:
-            body = _gv_document(rest[1], rest[2])
+            body = _gv_document(rest[1], rest[2], hidden)
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         return web.Response(body=body, content_type="application/json")

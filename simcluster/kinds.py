@@ -325,11 +325,22 @@ BY_PATH: dict[tuple[str, str, str], ResourceType] = {(rt.group, rt.version, rt.p
 BY_KIND: dict[tuple[str, str], ResourceType] = {(rt.api_version, rt.kind): rt for rt in ALL}
 
 
-def groups() -> dict[str, list[str]]:
+def served(hidden: frozenset[str] = frozenset()) -> tuple[ResourceType, ...]:
+    """The kinds a cluster serves: all of them but the CRDs it lacks (`hidden`, by key)."""
+    return tuple(rt for rt in ALL if rt.key not in hidden)
+
+
+def serves_subresources(hidden: frozenset[str] = frozenset()) -> bool:
+    """virt-api's aggregated group exists only where KubeVirt's VMs and VMIs do."""
+    return VM.key not in hidden and VMI.key not in hidden
+
+
+def groups(hidden: frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """Group name → served versions, in registry order (core group excluded)."""
     out: dict[str, list[str]] = {}
-    for rt in ALL:
+    for rt in served(hidden):
         if rt.group and rt.version not in out.setdefault(rt.group, []):
             out[rt.group].append(rt.version)
-    out.setdefault(SUBRESOURCE_GROUP, [SUBRESOURCE_VERSION])
+    if serves_subresources(hidden):
+        out.setdefault(SUBRESOURCE_GROUP, [SUBRESOURCE_VERSION])
     return out

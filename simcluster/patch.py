@@ -85,6 +85,10 @@ def json_patch(doc: Any, ops: Any) -> Any:
                 "the server rejected our request due to an error in our request: Unexpected kind: unknown",
             )
         kind, path = op["op"], op["path"]
+        if not isinstance(kind, str) or not isinstance(path, str) or (path and not path.startswith("/")):
+            raise _invalid(
+                f"the server rejected our request due to an error in our request: invalid JSON pointer or operation in {op!r}"
+            )
         tokens = [_unescape(t) for t in path.split("/")[1:]] if path else []
 
         def value(op: dict[str, Any] = op, kind: str = kind) -> Any:
@@ -101,7 +105,11 @@ def json_patch(doc: Any, ops: Any) -> Any:
                 )
             continue
         if kind in ("move", "copy"):
-            src = op.get("from", "")
+            src = op.get("from")
+            if not isinstance(src, str) or (src and not src.startswith("/")):
+                raise _invalid(
+                    f"the server rejected our request due to an error in our request: {kind} operation needs a 'from' JSON pointer"
+                )
             stoks = [_unescape(t) for t in src.split("/")[1:]]
             moved = copy.deepcopy(_walk(doc, stoks, src))
             if kind == "move":
@@ -157,6 +165,10 @@ def _add(doc: Any, tokens: list[str], path: str, val: Any) -> Any:
 
 
 def _remove(doc: Any, tokens: list[str], path: str) -> Any:
+    if not tokens:  # the whole document cannot be removed
+        raise _invalid(
+            f'the server rejected our request due to an error in our request: remove operation does not apply: doc is missing path: "{path}"'
+        )
     parent = _walk(doc, tokens[:-1], path)
     last = tokens[-1]
     try:
@@ -188,8 +200,11 @@ def _smp(target: Any, patch: Any, field: str | None) -> Any:
                 continue
             if k.startswith("$deleteFromPrimitiveList/"):
                 name = k.split("/", 1)[1]
-                remove = set(map(str, v or []))
-                result[name] = [x for x in result.get(name) or [] if str(x) not in remove]
+                if not isinstance(v, list):
+                    raise ApiError(400, "BadRequest", f"invalid patch: {k} must be a list, got {type(v).__name__}")
+                remove = set(map(str, v))
+                current = result.get(name)
+                result[name] = [x for x in current if str(x) not in remove] if isinstance(current, list) else []
                 continue
             if v is None:
                 result.pop(k, None)

@@ -56,7 +56,12 @@ class ClusterRuntime:
         else:
             seed(self.store, config)
         self.faults = faults
-        self.api = ApiServer(self.store, ServerOptions(token=token, version=KUBE_VERSION), policy, faults)
+        self.api = ApiServer(
+            self.store,
+            ServerOptions(token=token, version=KUBE_VERSION, hidden_kinds=config.hidden_kinds()),
+            policy,
+            faults,
+        )
         self._saved_rv = -1
         self._register_admin()
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from tasks.kube import Kube, KubeError
 from tasks.render import generate_password, render_cudn, render_namespace, render_secret
 from tasks.spec import MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL, RolloutSpec
@@ -89,10 +91,15 @@ def run_password(kube: Kube, spec: RolloutSpec) -> str:
         if secret is not None and is_ours(secret, spec):
             data = (secret.get("data") or {}).get(PASSWORD_KEY)
             if data:
-                text = base64.b64decode(data).decode()
-                for line in text.splitlines():
-                    if line.startswith("password:"):
-                        return line.split(":", 1)[1].strip()
+                # The #cloud-config is YAML and the template quotes the password: read it as YAML, or a
+                # resumed run hands the quotes on as part of the password to the Secrets it still makes.
+                try:
+                    doc = yaml.safe_load(base64.b64decode(data).decode())
+                except (ValueError, yaml.YAMLError):
+                    doc = None
+                password = doc.get("password") if isinstance(doc, dict) else None
+                if isinstance(password, str) and password:
+                    return password
     return generate_password()
 
 

@@ -1387,7 +1387,17 @@ def load_spec(path: str | Path | None, overrides: Sequence[str] = (), run_id: st
             raise SpecError(
                 [SpecProblem("", str(p), f"{str(p)!r} is a directory: give the spec's YAML file to -f")]
             ) from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                [
+                    SpecProblem(
+                        "",
+                        str(p),
+                        f"spec file {str(p)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8 YAML",
+                    )
+                ]
+            ) from None
+        except OSError as exc:
             raise SpecError([SpecProblem("", str(p), f"cannot read spec file {str(p)!r}: {exc}")]) from None
         try:
             docs = [d for d in yaml.safe_load_all(text) if d is not None]

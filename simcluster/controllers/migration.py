@@ -71,9 +71,9 @@ class MigrationController(Controller):
         opts: dict[str, Any] = {}
         raw = await request.read()
         if raw.strip():
-            from simcluster.api import decode_body
+            from simcluster.api import content_type, decode_body
 
-            opts = decode_body(raw, (request.content_type or "application/json").lower()) or {}
+            opts = decode_body(raw, content_type(request) or "application/json") or {}
         if self.store.try_get(kinds.VM, ns, name) is None:
             raise errors.not_found(kinds.VM, name)
         vmi = self.store.try_get(kinds.VMI, ns, name)
