@@ -119,7 +119,8 @@ def cluster_lock(kube: Kube) -> contextlib.AbstractContextManager[object]:
     name = "udn-rollout-" + "".join(ch if ch.isalnum() else "-" for ch in kube.server.split("://")[-1]).strip("-")
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
-    return concurrency(name, occupy=1, strict=True, timeout_seconds=3600)
+    # a short lease: a run killed with SIGKILL cannot renew it, so its successor waits a minute, not five
+    return concurrency(name, occupy=1, strict=True, timeout_seconds=3600, lease_duration=60)
 
 
 def say(message: str) -> None:
