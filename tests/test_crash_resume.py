@@ -34,8 +34,8 @@ pytestmark = [pytest.mark.crash, pytest.mark.slow, pytest.mark.usefixtures("pref
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 NODES = 4
-NAMESPACES, PER_NAMESPACE = 2, 10
-CHURN_COUNT = 4
+NAMESPACES, PER_NAMESPACE = 2, 6
+CHURN_COUNT = 3
 
 VM = ("kubevirt.io/v1", "VirtualMachine")
 VMI = ("kubevirt.io/v1", "VirtualMachineInstance")

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect_server import prefect_cmd as _prefect_cmd
+from prefect_server import prefect_server as start_prefect_server
 
 from simcluster import ClusterConfig, SimCluster
 
@@ -24,71 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _prefect_cmd() -> list[str]:
-    exe = shutil.which("prefect", path=str(Path(sys.executable).parent)) or shutil.which("prefect")
-    assert exe, "the prefect CLI is not installed in the environment"
-    return [exe]
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`prefect server start` on loopback; PostgreSQL when configured (CI), SQLite otherwise."""
     home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(
-        {
-            "PREFECT_HOME": str(home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-            "UDN_ROLLOUT_HOME": str(REPO),
-            "UDN_ROLLOUT_REPORTS": str(home / "reports"),
-        }
-    )
     db = os.environ.get("UDN_ROLLOUT_TEST_PREFECT_DB")
     if os.environ.get("CI") and not db:
         pytest.fail("CI must provide UDN_ROLLOUT_TEST_PREFECT_DB (see .ci/postgres.sh)")
-    if db:
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = db
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [*_prefect_cmd(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-        if proc.poll() is not None:
-            raise AssertionError(f"prefect server exited: {(home / 'server.log').read_text()[-3000:]}")
-    else:
-        proc.terminate()
-        raise AssertionError(f"prefect server did not start: {(home / 'server.log').read_text()[-3000:]}")
-    try:
-        yield {**env, "_backend": "postgresql" if db else "sqlite"}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with start_prefect_server(home, db) as env:
+        yield {**env, "UDN_ROLLOUT_REPORTS": str(home / "reports"), "_backend": "postgresql" if db else "sqlite"}
 
 
 def _run(cmd: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -117,7 +59,7 @@ def _api(env: dict[str, str], method: str, path: str, body: object | None = None
 
 def test_deploy_trigger_and_worker_run(prefect_server: dict[str, str], tmp_path: Path) -> None:
     env = prefect_server
-    _run([*_prefect_cmd(), "work-pool", "create", "udn-rollout", "--type", "process"], env)
+    _run([*_prefect_cmd(), "work-pool", "create", "udn-rollout", "--type", "process", "--overwrite"], env)
     _run([*_prefect_cmd(), "deploy", "--all"], env)
 
     deployments = _api(env, "POST", "/deployments/filter", {})

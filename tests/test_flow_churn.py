@@ -160,7 +160,10 @@ def test_layer3_moved_vms_change_ip_within_limits_and_capacity(env: Env, monkeyp
     for i, (node, count) in enumerate(sorted(on_node.items())):
         # the node's real subnet from k8s.ovn.org/node-subnets (carved in node order from the CIDR)
         subnet = f"192.168.{i}.0/{HOST_SUBNET}"
-        assert f"| {node} | yes | {subnet} | {USABLE_PER_NODE} | {count} | 0 | {USABLE_PER_NODE - count} | ok |" in capacity
+        assert (
+            f"| {node} | yes | {subnet} | {USABLE_PER_NODE} | {count} | 0 | {USABLE_PER_NODE - count} | ok |"
+            in capacity
+        )
 
 
 def test_layer2_no_vm_changes_ip(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
