@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -58,9 +58,7 @@ class ServerOptions:
     version: dict[str, str]
     bookmark_interval: float = 5.0
     watch_backlog: int = 200_000
-    registered_bindings: frozenset[str] = frozenset({"l2bridge"})
     hidden_kinds: frozenset[str] = frozenset()  # CRDs this cluster lacks (ClusterConfig.missing_crds)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _dumps(obj: Any) -> bytes:

@@ -6,7 +6,7 @@ one registry, so adding a kind is one entry here (plus behaviour in a controller
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 VERBS_RW = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 VERBS_RO = ("get", "list", "watch")
@@ -41,7 +41,6 @@ class ResourceType:
     # A CRD in a real cluster (listed under apiextensions); False for built-in kinds.
     is_crd: bool = True
     single_name: str = ""
-    storage_hash: str = field(default="", compare=False)
 
     @property
     def singular(self) -> str:

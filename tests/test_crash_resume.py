@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.crash, pytest.mark.slow, pytest.mark.usefixtures("pref
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 NODES = 4
-NAMESPACES, PER_NAMESPACE = 2, 6
+NAMESPACES, PER_NAMESPACE = 2, 4
 CHURN_COUNT = 3
 
 VM = ("kubevirt.io/v1", "VirtualMachine")
@@ -98,8 +98,8 @@ def make_spec(seed: int) -> RolloutSpec:
             "namespaces.names={" + names + "}",
             f"vms.perNamespace={PER_NAMESPACE}",
             # paced like a busy cluster, so the fan-out lasts long enough to be cut in the middle
-            "fanout.qps=10",
-            "fanout.burst=2",
+            "fanout.qps=20",
+            "fanout.burst=3",
             "fanout.readyTimeoutSeconds=120",
             "connectivity.mode=sampled",
             "connectivity.peersPerVm=1",
