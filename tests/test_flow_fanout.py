@@ -301,4 +301,3 @@ def test_fanout_foreign_vm_with_same_name_is_an_error(kube: Kube, params: Cluste
     assert rows[(ns, name)]["ready"] == "False" and rows[(ns, name)]["adopted"] == "False"
     assert "exists that this run did not create" in rows[(ns, name)]["reason"]
     assert all(rows[k]["ready"] == "True" for k in others)
-
