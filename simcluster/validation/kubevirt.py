@@ -296,64 +296,45 @@ def volume_causes(path: str, spec: dict) -> list[Cause]:
     return causes
 
 
-def _cloud_init_causes(p: str, kind: str, src: dict) -> list[Cause]:
+def _data_source_causes(
+    p: str, kind: str, src: dict, field: str, secret_ref: str, many: str, what: str, secret_type: str
+) -> tuple[int, list[Cause]]:
+    """One cloud-init data kind (user or network data): how many sources are set, and their causes."""
     causes: list[Cause] = []
-    user_count = user_len = net_count = net_len = 0
-    if _d(src.get("secretRef")).get("name"):
-        user_count += 1
-    if src.get("userDataBase64"):
-        user_count += 1
-        n = _b64_len(str(src["userDataBase64"]))
+    count = length = 0
+    if _d(src.get(secret_ref)).get("name"):
+        count += 1
+    b64 = f"{field}Base64"
+    if src.get(b64):
+        count += 1
+        n = _b64_len(str(src[b64]))
         if n is None:
-            causes.append(
-                Cause(
-                    INVALID,
-                    f"{p}.userDataBase64.{kind}.userDataBase64 is not a valid base64 value.",
-                    f"{p}.userDataBase64",
-                )
-            )
-        user_len = n or 0
-    if src.get("userData"):
-        user_count += 1
-        user_len = len(str(src["userData"]).encode())
-    if user_count > 1:
-        causes.append(Cause(INVALID, f"{p} must have only one userdatasource set.", p))
-    if user_len > CLOUD_INIT_MAX_LEN:
+            causes.append(Cause(INVALID, f"{p}.{b64}.{kind}.{b64} is not a valid base64 value.", f"{p}.{b64}"))
+        length = n or 0
+    if src.get(field):
+        count += 1
+        length = len(str(src[field]).encode())
+    if count > 1:
+        causes.append(Cause(INVALID, f"{p} must have only one {many} set.", p))
+    if length > CLOUD_INIT_MAX_LEN:
         causes.append(
             Cause(
                 INVALID,
-                f"{p} userdata exceeds {CLOUD_INIT_MAX_LEN} byte limit. Should use UserDataSecretRef for larger data.",
+                f"{p} {what} exceeds {CLOUD_INIT_MAX_LEN} byte limit. Should use {secret_type} for larger data.",
                 p,
             )
         )
-    if _d(src.get("networkDataSecretRef")).get("name"):
-        net_count += 1
-    if src.get("networkDataBase64"):
-        net_count += 1
-        n = _b64_len(str(src["networkDataBase64"]))
-        if n is None:
-            causes.append(
-                Cause(
-                    INVALID,
-                    f"{p}.networkDataBase64.{kind}.networkDataBase64 is not a valid base64 value.",
-                    f"{p}.networkDataBase64",
-                )
-            )
-        net_len = n or 0
-    if src.get("networkData"):
-        net_count += 1
-        net_len = len(str(src["networkData"]).encode())
-    if net_count > 1:
-        causes.append(Cause(INVALID, f"{p} must have only one networkdata source set.", p))
-    if net_len > CLOUD_INIT_MAX_LEN:
-        causes.append(
-            Cause(
-                INVALID,
-                f"{p} networkdata exceeds {CLOUD_INIT_MAX_LEN} byte limit. "
-                "Should use NetworkDataSecretRef for larger data.",
-                p,
-            )
-        )
+    return count, causes
+
+
+def _cloud_init_causes(p: str, kind: str, src: dict) -> list[Cause]:
+    user_count, causes = _data_source_causes(
+        p, kind, src, "userData", "secretRef", "userdatasource", "userdata", "UserDataSecretRef"
+    )
+    net_count, net_causes = _data_source_causes(
+        p, kind, src, "networkData", "networkDataSecretRef", "networkdata source", "networkdata", "NetworkDataSecretRef"
+    )
+    causes += net_causes
     if user_count == 0 and net_count == 0:
         causes.append(Cause(INVALID, f"{p} must have at least one userdatasource or one networkdatasource set.", p))
     return causes
