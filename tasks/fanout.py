@@ -92,16 +92,15 @@ class _Timeline:
 class ReadinessTracker:
     """Follows this run's VMIs and VMs by watch and stamps each VM's phase times as events arrive."""
 
-    def __init__(self, kube: Kube, spec: RolloutSpec, on_change: Callable[[int, int], None] | None = None) -> None:
+    def __init__(self, kube: Kube, spec: RolloutSpec) -> None:
         self.kube = kube
         self.spec = spec
         self.selector = f"{RUN_LABEL}={spec.run_id}"
         self.expected = {(r.namespace, r.name) for r in spec.vm_refs()}
         self.timelines: dict[tuple[str, str], _Timeline] = {}
         self.lock = threading.Condition()
-        self.on_change = on_change
         self._informers: list[Any] = []
-        self._vm_changes: list[tuple[str, str]] = []  # keys whose VM changed, in arrival order (for waiters)
+        self._vm_changes: list[tuple[str, str]] = []  # keys whose VM readiness flipped, in order (for waiters)
 
     def start(self) -> None:
         self._informers = [
@@ -135,8 +134,7 @@ class ReadinessTracker:
                     tl.scheduled = now
                 if phase == "Running" and tl.running is None:
                     tl.running = now
-            self.lock.notify_all()
-        self._changed()
+        # no wake-up: waiters only care about VM readiness, which comes with the VM's own events
 
     def _vm_event(self, ev: WatchEvent) -> None:
         if ev.type == "RELISTED":
@@ -145,31 +143,20 @@ class ReadinessTracker:
         key = self._key(ev.object)
         with self.lock:
             tl = self.timelines.setdefault(key, _Timeline())
+            was_ready = tl.vm is not None and bool((tl.vm.get("status") or {}).get("ready"))
             tl.vm = None if ev.type == "DELETED" else ev.object
-            if tl.vm is not None and (tl.vm.get("status") or {}).get("ready") and tl.ready is None:
+            is_ready = tl.vm is not None and bool((tl.vm.get("status") or {}).get("ready"))
+            if is_ready and tl.ready is None:
                 tl.ready = now
                 # VMs and VMIs come on two watch streams: the VM's Ready may arrive just before the
                 # VMI's Running. Ready implies Running implies Scheduled, so keep the timeline ordered.
                 tl.scheduled = now if tl.scheduled is None else tl.scheduled
                 tl.running = now if tl.running is None else tl.running
-            self._vm_changes.append(key)
-            self.lock.notify_all()
-        self._changed()
-
-    def ready_count(self) -> int:
-        with self.lock:
-            return sum(
-                1
-                for k in self.expected
-                if (tl := self.timelines.get(k))
-                and tl.ready is not None
-                and tl.vm is not None
-                and (tl.vm.get("status") or {}).get("ready")
-            )
-
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.ready_count(), len(self.expected))
+            if is_ready != was_ready:
+                # Wake waiters only when a VM's readiness flips: ~5 VM events per VM, one of them
+                # matters, and every wake-up costs the busy client a GIL hand-off.
+                self._vm_changes.append(key)
+                self.lock.notify_all()
 
     def wait_all_ready(
         self,
@@ -183,8 +170,8 @@ class ReadinessTracker:
         """
         want = set(expected) if expected is not None else self.expected
         deadline = time.monotonic() + timeout
-        # Count once, then re-check only the VMs whose events arrived since: O(events) in all, not
-        # O(VMs) per event (the waiter is woken by every event; 5,000 VMs send ~15,000 VM events).
+        # Count once, then re-check only the VMs whose readiness flipped since: O(flips) in all, not
+        # O(VMs) per wake-up.
         with self.lock:
             missing = {k for k in want if not self._vm_ready(k)}
             seen = len(self._vm_changes)

@@ -365,8 +365,10 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from udn_rollout.prefect_env import configure
+    from udn_rollout.process import tune_gc
 
     configure()
+    tune_gc()
     try:
         if args.cmd == "demo":
             from udn_rollout.demo import run_demo

@@ -62,6 +62,25 @@ class Runtime:
             return cur
         return self.store.replace(rt, new)
 
+    def mutate_status(
+        self, rt: ResourceType, namespace: str, name: str, fn: Callable[[dict[str, Any]], Any]
+    ) -> dict[str, Any] | None:
+        """`mutate` for edits of metadata and status only — the hot path of VM and VMI phase changes.
+
+        Only those two are copied; `spec` and any other top-level field are shared with the stored
+        version, so `fn` must leave them alone. Copying a whole VM on each of its ~14 status updates
+        was a third of the server's CPU during a fan-out.
+        """
+        cur = self.store.try_get(rt, namespace, name)
+        if cur is None:
+            return None
+        new = dict(cur)
+        new["metadata"] = deep_copy(cur["metadata"])
+        new["status"] = deep_copy(cur.get("status") or {})
+        if fn(new) is False or (new["status"] == (cur.get("status") or {}) and new["metadata"] == cur["metadata"]):
+            return cur
+        return self.store.replace(rt, new)
+
     def event(
         self, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal", component: str = "simcluster"
     ) -> None:

@@ -202,7 +202,7 @@ class KubeVirtController(Controller):
                 self.rt.api.delete_object(kinds.VMI, ns, name, "Background")
             elif vmi is None:
                 self.ipam.release_claims_of(ns, name)
-                self.rt.mutate(
+                self.rt.mutate_status(
                     kinds.VM,
                     ns,
                     name,
@@ -212,7 +212,7 @@ class KubeVirtController(Controller):
                 )
             return
         if VM_FINALIZER not in (md.get("finalizers") or []):
-            self.rt.mutate(
+            self.rt.mutate_status(
                 kinds.VM, ns, name, lambda o: o["metadata"].setdefault("finalizers", []).append(VM_FINALIZER)
             )
             return  # the MODIFIED event brings us back
@@ -256,7 +256,7 @@ class KubeVirtController(Controller):
                 "retryAfterTimestamp": now_rfc3339(),
             }
 
-        self.rt.mutate(kinds.VM, ns, name, record)
+        self.rt.mutate_status(kinds.VM, ns, name, record)
 
         def restart() -> None:
             cur = self.store.try_get(kinds.VMI, ns, name)
@@ -358,7 +358,7 @@ class KubeVirtController(Controller):
             if not s["volumeSnapshotStatuses"]:
                 s.pop("volumeSnapshotStatuses")
 
-        self.rt.mutate(kinds.VM, vm["metadata"]["namespace"], vm["metadata"]["name"], edit)
+        self.rt.mutate_status(kinds.VM, vm["metadata"]["namespace"], vm["metadata"]["name"], edit)
 
     # ---- scheduler and virt-handler ------------------------------------------------------
     def _count(self, ns: str, name: str, node: str) -> None:
@@ -453,7 +453,7 @@ class KubeVirtController(Controller):
                 s.setdefault("guestOSInfo", {})
                 s["qosClass"] = "Burstable"
 
-            self.rt.mutate(kinds.VMI, ns, name, pending)
+            self.rt.mutate_status(kinds.VMI, ns, name, pending)
             self.rt.later(self.profile.draw(rng, self.profile.schedule) / 2, lambda: self._advance(ns, name))
             return
         if phase in ("Pending", "Scheduling") and not st.get("nodeName"):
@@ -465,7 +465,7 @@ class KubeVirtController(Controller):
                         o.setdefault("status", {}), _cond("Synchronized", "False", "FailedCreate", render_error)
                     )
 
-                self.rt.mutate(kinds.VMI, ns, name, failed_create)
+                self.rt.mutate_status(kinds.VMI, ns, name, failed_create)
                 return
             node, why = self.pick_node(vmi)
             if node is None:
@@ -477,7 +477,7 @@ class KubeVirtController(Controller):
                     _set_condition(s, _cond("PodScheduled", "False", "Unschedulable", why))
                     _set_condition(s, _cond("Ready", "False", "GuestNotRunning", "Guest VM is not reported as running"))
 
-                self.rt.mutate(kinds.VMI, ns, name, unschedulable)
+                self.rt.mutate_status(kinds.VMI, ns, name, unschedulable)
                 self._arm_retry()
                 return
             self._count(ns, name, node)
@@ -488,7 +488,7 @@ class KubeVirtController(Controller):
                 _drop_condition(s, "PodScheduled")
                 s["activePods"] = {o["metadata"]["uid"][:8] + "-pod": node}
 
-            self.rt.mutate(kinds.VMI, ns, name, scheduling)
+            self.rt.mutate_status(kinds.VMI, ns, name, scheduling)
             self.rt.later(self.profile.draw(rng, self.profile.schedule) / 2, lambda: self._sandbox(ns, name, node))
             return
         if phase == "Scheduling" and st.get("nodeName") is None:
@@ -514,7 +514,7 @@ class KubeVirtController(Controller):
                 _set_condition(s, _cond("Ready", "False", "FailedCreatePodSandBox", message))
 
             before = (vmi.get("status") or {}).get("conditions") or []
-            self.rt.mutate(kinds.VMI, ns, name, sandbox_failed)
+            self.rt.mutate_status(kinds.VMI, ns, name, sandbox_failed)
             if not any(c.get("reason") == "FailedCreatePodSandBox" for c in before):
                 self.rt.event(vmi, "FailedCreatePodSandBox", message, "Warning", component="kubelet")
             self._arm_retry()
@@ -528,7 +528,7 @@ class KubeVirtController(Controller):
             o["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = node
             _drop_condition(s, "Ready")
 
-        self.rt.mutate(kinds.VMI, ns, name, scheduled)
+        self.rt.mutate_status(kinds.VMI, ns, name, scheduled)
         self.rt.later(self.profile.draw(self.rt.rng, self.profile.start), lambda: self._boot(ns, name, node))
 
     def _boot(self, ns: str, name: str, node: str) -> None:
@@ -578,7 +578,7 @@ class KubeVirtController(Controller):
                 else _cond("LiveMigratable", "False", "InterfaceNotLiveMigratable", why),
             )
 
-        self.rt.mutate(kinds.VMI, ns, name, running)
+        self.rt.mutate_status(kinds.VMI, ns, name, running)
 
     def _fail(self, ns: str, name: str, reason: str, message: str) -> None:
         self.ipam.detach(ns, name)
@@ -591,7 +591,7 @@ class KubeVirtController(Controller):
             _set_condition(s, _cond("Ready", "False", reason, message))
 
         vmi = self.store.try_get(kinds.VMI, ns, name)
-        self.rt.mutate(kinds.VMI, ns, name, failed)
+        self.rt.mutate_status(kinds.VMI, ns, name, failed)
         if vmi is not None:
             self.rt.event(vmi, reason, message, "Warning", component="virt-handler")
         self._retry_blocked()
@@ -612,7 +612,7 @@ class KubeVirtController(Controller):
                     f for f in o["metadata"].get("finalizers") or [] if f not in (VM_FINALIZER, VMI_FINALIZER)
                 ]
 
-            self.rt.mutate(kinds.VMI, ns, name, release)
+            self.rt.mutate_status(kinds.VMI, ns, name, release)
             self._retry_blocked()
 
         self.rt.later(self.profile.draw(self.rt.rng, self.profile.stop), finish)

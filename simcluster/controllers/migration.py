@@ -116,7 +116,7 @@ class MigrationController(Controller):
         if ev.resource == kinds.VMIM.key:
             ns, name = md["namespace"], md["name"]
             if ev.type == "ADDED":
-                self.rt.mutate(kinds.VMIM, ns, name, lambda o: self._phase(o, "Pending"))
+                self.rt.mutate_status(kinds.VMIM, ns, name, lambda o: self._phase(o, "Pending"))
                 self._kick()
             elif ev.type == "DELETED" and (ns, name) in self.running:
                 self._finish(
@@ -173,7 +173,7 @@ class MigrationController(Controller):
             self._phase(o, "Failed")
             o["status"]["migrationState"] = {"failed": True, "failureReason": reason, "endTimestamp": now_rfc3339()}
 
-        self.rt.mutate(kinds.VMIM, ns, name, failed)
+        self.rt.mutate_status(kinds.VMIM, ns, name, failed)
 
     def _begin(self, mig: dict[str, Any], vmi: dict[str, Any], source: str) -> None:
         ns, name = mig["metadata"]["namespace"], mig["metadata"]["name"]
@@ -186,7 +186,7 @@ class MigrationController(Controller):
             "uid": mig["metadata"]["uid"],
             "waited": 0.0,
         }
-        self.rt.mutate(kinds.VMIM, ns, name, lambda o: self._phase(o, "Scheduling"))
+        self.rt.mutate_status(kinds.VMIM, ns, name, lambda o: self._phase(o, "Scheduling"))
         self._schedule_target(ns, name)
 
     def _schedule_target(self, ns: str, name: str) -> None:
@@ -238,7 +238,7 @@ class MigrationController(Controller):
         def vmi_state(o: dict[str, Any]) -> None:
             o.setdefault("status", {})["migrationState"] = dict(state)
 
-        self.rt.mutate(kinds.VMI, *run["vmi"], vmi_state)
+        self.rt.mutate_status(kinds.VMI, *run["vmi"], vmi_state)
         self._step(ns, name, 0)
 
     def _config(self) -> dict[str, Any]:
@@ -256,7 +256,7 @@ class MigrationController(Controller):
                 self._phase(o, phase)
                 o["status"]["migrationState"] = dict(run["state"])
 
-            self.rt.mutate(kinds.VMIM, ns, name, advance)
+            self.rt.mutate_status(kinds.VMIM, ns, name, advance)
             share = self.profile.draw(self.rt.rng, self.profile.migration) / len(STEPS)
             self.rt.later(share, lambda: self._step(ns, name, i + 1))
             return
@@ -296,7 +296,7 @@ class MigrationController(Controller):
                 self._phase(o, "Succeeded" if ok else "Failed")
                 o["status"]["migrationState"] = dict(state)
 
-            self.rt.mutate(kinds.VMIM, ns, name, final)
+            self.rt.mutate_status(kinds.VMIM, ns, name, final)
             vmim = self.store.try_get(kinds.VMIM, ns, name)
             if vmim is not None and vmi_key is not None:
                 vmi = self.store.try_get(kinds.VMI, *vmi_key)
@@ -325,7 +325,7 @@ class MigrationController(Controller):
                 if att is not None:
                     s["interfaces"] = interface_status(o, att)
 
-        self.rt.mutate(kinds.VMI, *key, edit)
+        self.rt.mutate_status(kinds.VMI, *key, edit)
 
     def _gc_finished(self, ns: str, vmi_name: str) -> None:
         finished = sorted(

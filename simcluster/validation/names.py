@@ -6,6 +6,7 @@ space that ``RegexError`` leaves between examples.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .fielderrors import FieldError, forbidden, invalid, required, too_long
@@ -89,6 +90,12 @@ def is_dns1123_subdomain(value: str) -> list[str]:
 
 def is_qualified_name(value: str) -> list[str]:
     """Label and annotation keys: ``[prefix/]name``."""
+    return list(_qualified_name_errors(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _qualified_name_errors(value: str) -> tuple[str, ...]:
+    """Cached: every object carries the same few label keys, checked on each write."""
     errs: list[str] = []
     parts = value.split("/")
     if len(parts) == 1:
@@ -100,18 +107,18 @@ def is_qualified_name(value: str) -> list[str]:
         else:
             errs.extend("prefix part " + m for m in is_dns1123_subdomain(prefix))
     else:
-        return [
+        return (
             "a qualified name "
             + _QNAME_MSG
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
+            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+        )
     if not name:
         errs.append("name part must be non-empty")
     elif len(name) > 63:
         errs.append("name part " + max_len_error(63))
     if not _QNAME_RE.match(name):
         errs.append("name part " + _QNAME_MSG)
-    return errs
+    return tuple(errs)
 
 
 def is_valid_label_value(value: str) -> list[str]:
