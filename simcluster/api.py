@@ -732,22 +732,30 @@ class ApiServer:
                 if now >= end:
                     break
                 wait = min(end - now, max(next_bookmark - now, 0.01) if bookmarks else end - now)
-                try:
-                    ev = await asyncio.wait_for(sub.queue.get(), timeout=wait)
-                except TimeoutError:
-                    if bookmarks and time.monotonic() >= next_bookmark:
-                        await resp.write(bookmark())
-                        next_bookmark = time.monotonic() + self.options.bookmark_interval
-                    continue
+                if sub.queue.empty():
+                    try:
+                        async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                            ev = await sub.queue.get()
+                    except TimeoutError:
+                        if bookmarks and time.monotonic() >= next_bookmark:
+                            await resp.write(bookmark())
+                            next_bookmark = time.monotonic() + self.options.bookmark_interval
+                        continue
+                else:
+                    ev = sub.queue.get_nowait()
                 if ev is None:  # fell too far behind: the server ends the watch, the client relists
                     break
                 chunk = [encode(ev)]
+                ended = False
                 while not sub.queue.empty() and len(chunk) < 512:
                     nxt = sub.queue.get_nowait()
                     if nxt is None:
+                        ended = True
                         break
                     chunk.append(encode(nxt))
                 await resp.write(b"".join(chunk))
+                if ended:
+                    break
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -1237,6 +1237,8 @@ class Informer:
                 log.debug("informer %s: %s; restarting", self.kind, e)
                 self._stop.wait(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**failures)))
             except Exception as e:  # keep the cache alive through unexpected failures
+                if self._stop.is_set():
+                    break  # stop() cut the stream under a read: not a failure
                 failures += 1
                 log.warning("informer %s: %s; restarting", self.kind, e)
                 self._stop.wait(random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**failures)))
