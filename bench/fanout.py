@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from bench.ceiling import minimal_client_creates
 from bench.common import (
     children_cpu,
     fanout_like_flow,
@@ -206,27 +207,64 @@ def runbook(runs: Runs, total: int, workdir: Path, bulk: bool) -> dict[str, Any]
     return out
 
 
+def ceiling(runs: Runs, total: int) -> dict[str, Any]:
+    """The server's ceiling for the same VMs from a minimal client (bench/ceiling.py), on a fresh run."""
+    spec = runs.spec(f"fo-ceil-{total}", total, qps=0)
+    provision_run(runs.cluster, spec)
+    with make_kube(runs.cluster) as kube:
+        out = minimal_client_creates(runs.cluster, kube, render_vms(spec))
+    out["teardownSeconds"] = rnd(teardown_namespaces(runs.cluster, spec), 2)
+    print(
+        f"  minimal client {total:>5} VMs {'':<14} wall {out['wallSeconds']:7.2f} s  create "
+        f"{out['createPerSecond']:7.1f}/s  (server busy {100 * (out['serverBusy'] or 0):.0f} %)",
+        flush=True,
+    )
+    return out
+
+
+def unpaced_pairs(runs: Runs, total: int, pairs: int) -> list[dict[str, Any]]:
+    """The ceiling and udn-rollout unpaced, back to back, `pairs` times: this machine's speed drifts by
+    a quarter over minutes, so each ratio compares two runs made seconds apart."""
+    out = []
+    for i in range(pairs):
+        ceil = ceiling(runs, total)
+        tool = udn_rollout(runs, total, 0.0, 100)
+        ratio = tool["createPerSecond"] / ceil["createPerSecond"] if ceil["createPerSecond"] else 0.0
+        out.append({"pair": i + 1, "ceiling": ceil, "udnRollout": tool, "ratio": rnd(ratio, 3)})
+        print(f"  pair {i + 1}: udn-rollout / ceiling = {ratio:.3f}", flush=True)
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    sizes = [100, 200] if quick else [1000, 5000]
-    qps_list = [50.0, 100.0, 0.0]
+    sizes = [100, 200] if quick else [1000, 5000, 10_000]
+    pairs = {100: 1, 200: 1, 1000: 3, 5000: 3, 10_000: 2}
+    qps_list = [50.0, 100.0]
     compare = sizes[0]
     print(
-        f"fanout: udn-rollout {sizes} VMs at qps {qps_list} (0 = unlimited); kubectl runbook and bulk apply "
-        f"of {compare} VMs; one isolated cluster of {NODES} nodes",
+        f"fanout: udn-rollout {sizes} VMs at qps {qps_list} and unlimited (each unlimited run paired with "
+        f"the minimal client's ceiling); kubectl runbook and bulk apply of {compare} VMs; one isolated "
+        f"cluster of {NODES} nodes",
         flush=True,
     )
     load0 = load_average()
     started = time.perf_counter()
-    cluster = start_cluster(NODES, vms_per_node=400)
+    cluster = start_cluster(NODES, vms_per_node=600)
     workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
-    results: dict[str, Any] = {"scenario": "fanout", "udnRollout": [], "runbook": {}, "ratios": {}}
+    results: dict[str, Any] = {"scenario": "fanout", "udnRollout": [], "unpaced": {}, "runbook": {}, "ratios": {}}
     try:
         runs = Runs(cluster)
         for total in sizes:
             for qps in qps_list:
                 # burst = qps for the paced runs so the achieved rate reads against the configured one
-                burst = int(qps) if qps > 0 else 100
-                results["udnRollout"].append(udn_rollout(runs, total, qps, burst))
+                results["udnRollout"].append(udn_rollout(runs, total, qps, int(qps)))
+            prs = unpaced_pairs(runs, total, pairs.get(total, 1))
+            median = sorted(prs, key=lambda p: p["ratio"])[len(prs) // 2]
+            results["unpaced"][str(total)] = {
+                "pairs": prs,
+                "medianRatio": median["ratio"],
+                "ratios": [p["ratio"] for p in prs],
+            }
+            results["udnRollout"].append(median["udnRollout"])  # the median pair's run stands for the size
         results["runbook"]["perVmKubectl"] = runbook(runs, compare, workdir, bulk=False)
         results["runbook"]["bulkApply"] = runbook(runs, compare, workdir, bulk=True)
     finally:
@@ -235,6 +273,25 @@ def run(quick: bool = False) -> dict[str, Any]:
     per_vm = results["runbook"]["perVmKubectl"]["wallSeconds"]
     bulk = results["runbook"]["bulkApply"]["wallSeconds"]
     figs = []
+    for total, u in results["unpaced"].items():
+        med = next(p for p in u["pairs"] if p["ratio"] == u["medianRatio"])
+        figs.append(
+            figure(
+                f"fanout: ceiling, minimal client {total} VMs",
+                med["ceiling"]["createPerSecond"],
+                "creates/s",
+                f"asyncio + aiohttp, 64 connections, same running VMs; server busy "
+                f"{100 * (med['ceiling']['serverBusy'] or 0):.0f} % (the median pair's)",
+            )
+        )
+        figs.append(
+            figure(
+                f"fanout: udn-rollout {total} VMs unpaced / ceiling",
+                u["medianRatio"],
+                "fraction",
+                f"median of {len(u['pairs'])} back-to-back pairs {u['ratios']}; target ≥ 0.8",
+            )
+        )
     for r in results["udnRollout"]:
         q = f"qps{int(r['qps'])}" if r["qps"] else "unlimited"
         if r["vms"] == compare:
@@ -267,7 +324,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     results["figures"] = figs
     results["parameters"] = {
         "sizes": sizes,
-        "qps": qps_list,
+        "qps": [*qps_list, 0],
+        "unpacedPairs": {str(t): pairs.get(t, 1) for t in sizes},
         "nodes": NODES,
         "vmsPerNamespace": PER_NS,
         "runbookVms": compare,

@@ -7,6 +7,8 @@ any more, capacity per node subnet. Fails with every problem listed.
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -40,6 +42,7 @@ def preflight(spec: RolloutSpec, cluster: ClusterParams | None = None) -> list[C
         spec: The rollout spec (network, namespaces, VMs, fan-out, connectivity, churn).
         cluster: How to reach the cluster (kubeconfig, context, or in-cluster).
     """
+    started = time.monotonic()
     kube = connect(cluster, spec)
     facts = read_cluster(kube, spec)
     checks = evaluate(spec, facts)
@@ -52,7 +55,7 @@ def preflight(spec: RolloutSpec, cluster: ClusterParams | None = None) -> list[C
             StepSummary(
                 "preflight",
                 not failed(checks),
-                {"checks": len(checks)},
+                {"checks": len(checks), "wall_s": round(time.monotonic() - started, 2)},
                 [f"{c.name}: {c.detail}" for c in failed(checks)],
             )
         ],

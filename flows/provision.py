@@ -3,15 +3,19 @@ the ClusterUserDefinedNetwork — and proof that OVN-Kubernetes rendered it into
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import ClusterParams, connect, say
+from flows.common import ClusterParams, connect, reports_dir, say, spec_summary
 from flows.preflight import preflight
 from tasks.artifacts import publish_markdown
 from tasks.kube import Kube
+from tasks.model import StepSummary
 from tasks.provision import ProvisionResult, ensure_credentials, ensure_namespaces, ensure_network, run_password
 from tasks.provision import wait_network_ready as _wait_network_ready
+from tasks.reports import write_run_reports
 from tasks.spec import RolloutSpec
 
 
@@ -52,6 +56,7 @@ def provision(
     """
     if not skip_preflight:
         preflight(spec, cluster)
+    started = time.monotonic()
     kube = connect(cluster, spec)
     result = ProvisionResult()
     create_namespaces(kube, spec, result)
@@ -67,6 +72,24 @@ def provision(
         f"Created: {len(result.created)}, adopted from this run: {len(result.adopted)}.",
     ]
     publish_markdown("provision", "\n".join(lines), "Provisioning")
+    write_run_reports(
+        reports_dir(spec),
+        run_id=spec.run_id,
+        spec_summary=spec_summary(spec),
+        steps=[
+            StepSummary(
+                "provision",
+                True,
+                {
+                    "namespaces": len(result.nads),
+                    "created": len(result.created),
+                    "adopted": len(result.adopted),
+                    "network_ready_s": round(result.network_ready_s or 0, 2),
+                    "wall_s": round(time.monotonic() - started, 2),
+                },
+            )
+        ],
+    )
     say(
         f"network {spec.network.name} ready in {len(result.nads)} namespaces "
         f"({len(result.created)} objects created, {len(result.adopted)} adopted)"
