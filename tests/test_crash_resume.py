@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from run_census import CUDN, NAD, NS, SECRET, VM, VMI, VMIM, by_run, keys
 
 from simcluster import ClusterConfig, SimCluster
 from tasks.kube import ClusterTarget, Kube
-from tasks.spec import RUN_LABEL, RolloutSpec, load_spec
+from tasks.spec import RolloutSpec, load_spec
 from udn_rollout.cli import EXIT_OK, main
 
 # The killed run is a real process (with its own ephemeral Prefect server, ~15-20 s each); the rerun
@@ -37,13 +37,6 @@ NODES = 4
 NAMESPACES, PER_NAMESPACE = 2, 4
 CHURN_COUNT = 3
 
-VM = ("kubevirt.io/v1", "VirtualMachine")
-VMI = ("kubevirt.io/v1", "VirtualMachineInstance")
-VMIM = ("kubevirt.io/v1", "VirtualMachineInstanceMigration")
-NS = ("v1", "Namespace")
-SECRET = ("v1", "Secret")
-CUDN = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
-NAD = ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
 IPAMCLAIM = ("k8s.cni.cncf.io/v1alpha1", "IPAMClaim")
 CHURN_LABEL = "udn-rollout.io/churn"
 
@@ -111,15 +104,6 @@ def make_spec(seed: int) -> RolloutSpec:
         ],
         run_id=f"crash-{seed}-{uid}",
     )
-
-
-def by_run(kube: Kube, api: tuple[str, str], spec: RolloutSpec) -> list[dict[str, Any]]:
-    items, _ = kube.list(*api, label_selector=f"{RUN_LABEL}={spec.run_id}")
-    return items
-
-
-def keys(objs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return sorted((o["metadata"].get("namespace") or "", o["metadata"]["name"]) for o in objs)
 
 
 @dataclass

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_census import CUDN, NAD, NS, SECRET, VM, VMI, VMIM, by_run, keys
 
 from flows.common import ClusterParams
 from flows.rollout import RolloutFailed, RolloutResult, rollout
 from simcluster import ClusterConfig, SimCluster
 from tasks.kube import ClusterTarget, Kube, shared_kube
-from tasks.spec import RUN_LABEL, RolloutSpec, load_spec
+from tasks.spec import RolloutSpec, load_spec
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -45,13 +46,6 @@ CALM: dict[str, Any] = {
     "not_ready_nodes": [],
 }
 
-VM = ("kubevirt.io/v1", "VirtualMachine")
-VMI = ("kubevirt.io/v1", "VirtualMachineInstance")
-VMIM = ("kubevirt.io/v1", "VirtualMachineInstanceMigration")
-NS = ("v1", "Namespace")
-SECRET = ("v1", "Secret")
-CUDN = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
-NAD = ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
 
 _octets = itertools.count(60)
 
@@ -95,15 +89,6 @@ def make_spec(topology: str) -> RolloutSpec:
         ],
         run_id=f"flt-{uid}",
     )
-
-
-def by_run(kube: Kube, api: tuple[str, str], spec: RolloutSpec) -> list[dict[str, Any]]:
-    items, _ = kube.list(*api, label_selector=f"{RUN_LABEL}={spec.run_id}")
-    return items
-
-
-def keys(objs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return sorted((o["metadata"].get("namespace") or "", o["metadata"]["name"]) for o in objs)
 
 
 @dataclass
