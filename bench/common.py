@@ -24,7 +24,7 @@ from tasks.kube import ClusterTarget, Kube, KubeError
 from tasks.provision import provision
 from tasks.render import render_vms
 from tasks.spec import RolloutSpec
-from udn_rollout.process import tune_gc
+from udn_rollout.process import collect_between_steps, tune_gc
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -100,6 +100,7 @@ class Meter:
     _s0: float = 0.0
 
     def start(self) -> Meter:
+        collect_between_steps()  # as the flows do when a step starts: the previous scenario's garbage goes
         reset_peak_rss()
         self._t0, self._c0 = time.perf_counter(), self_cpu()
         self._s0 = proc_cpu(self.server_pid) if self.server_pid else 0.0

@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from tasks.kube import ClusterTarget, Kube, shared_kube
 from tasks.spec import RolloutSpec
-from udn_rollout.process import tune_gc
+from udn_rollout.process import collect_between_steps, tune_gc
 
 REPORTS_ROOT_ENV = "UDN_ROLLOUT_REPORTS"
 
@@ -42,10 +42,12 @@ class ClusterParams(BaseModel):
 def connect(cluster: ClusterParams | None, spec: RolloutSpec) -> Kube:
     """The run's API client, paced by the spec's fan-out settings.
 
-    Also tunes the process's garbage collector (`udn_rollout.process`): a flow run that a Prefect
-    worker starts does not come through the CLI, and it holds the same cluster's worth of objects.
+    Also tunes the process's garbage collector and collects what the previous step left
+    (`udn_rollout.process`): a flow run that a Prefect worker starts does not come through the CLI,
+    and it holds the same cluster's worth of objects.
     """
     tune_gc()
+    collect_between_steps()
     f = spec.fanout
     return shared_kube((cluster or ClusterParams()).target(), qps=f.qps, burst=f.burst, max_in_flight=f.max_in_flight)
 

@@ -113,6 +113,10 @@ class ReadinessTracker:
     def stop(self) -> None:
         for inf in self._informers:
             inf.stop()
+        # Each informer holds this tracker through its callback: drop our side of that cycle, so the
+        # caches (a copy of every VM and VMI) are freed by reference counting, not whenever a full
+        # garbage collection comes round (rarely, with udn_rollout.process.tune_gc's thresholds).
+        self._informers = []
 
     def _key(self, obj: dict[str, Any]) -> tuple[str, str]:
         return obj["metadata"]["namespace"], obj["metadata"]["name"]

@@ -151,13 +151,22 @@ def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
+def _counted(lines: list[str]) -> list[str]:
+    """Identical lines once, in order, with how many times they came: OVN-Kubernetes joins one error
+    per selected namespace, so a bad subnet on 100 namespaces is the same line 100 times (pure)."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    return [line if n == 1 else f"{line} (× {n})" for line, n in counts.items()]
+
+
 def network_state(cudn: dict[str, Any] | None, namespaces: list[str]) -> tuple[str, list[str]]:
     """("ready" | "failed" | "pending", problems) from the CUDN's conditions (pure)."""
     created = _condition(cudn, "NetworkCreated")
     alloc = _condition(cudn, "NetworkAllocationSucceeded")
     problems: list[str] = []
     if created is not None and created.get("status") == "False":
-        problems += [line for line in str(created.get("message", "")).split("\n") if line]
+        problems += _counted([line for line in str(created.get("message", "")).split("\n") if line])
     if alloc is not None and alloc.get("status") == "False":
         problems.append(f"{alloc.get('reason')}: {alloc.get('message')}")
     if problems:

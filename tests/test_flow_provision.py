@@ -580,3 +580,19 @@ def test_render_then_kubectl_apply_matches_flow(
     assert sorted((v["metadata"]["namespace"], v["metadata"]["name"]) for v in vms) == sorted(
         (r.namespace, r.name) for r in by_hand.vm_refs()
     )
+
+
+def test_network_state_reports_one_line_per_distinct_error() -> None:
+    """OVN-Kubernetes joins one error per selected namespace; the tool shows each distinct one once."""
+    from tasks.provision import network_state
+
+    line = 'failed to generate NetworkAttachmentDefinition: user defined subnet "10.130.0.0/16" overlaps'
+    other = "failed to generate NetworkAttachmentDefinition: another reason"
+    cudn = {
+        "status": {
+            "conditions": [{"type": "NetworkCreated", "status": "False", "message": "\n".join([line] * 60 + [other])}]
+        }
+    }
+    state, problems = network_state(cudn, ["a", "b"])
+    assert state == "failed"
+    assert problems == [f"{line} (× 60)", other]

@@ -19,3 +19,10 @@ def tune_gc() -> None:
     if gc.get_threshold() != GC_THRESHOLDS:
         gc.set_threshold(*GC_THRESHOLDS)
     gc.freeze()
+
+
+def collect_between_steps() -> None:
+    """A full collection where a pause is harmless (a step starting): with the raised thresholds full
+    passes are rare, and cyclic garbage a previous step left behind (Prefect's and urllib3's objects
+    included) would otherwise stay in memory for the rest of a long-lived process."""
+    gc.collect()
