@@ -89,6 +89,7 @@ class ApiServer:
         self.admission_hooks: list[AdmissionHook] = []
         self.admin_routes: dict[tuple[str, str], Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
         self.requests_served = 0
+        self.open_watches = 0  # watch streams being served now (admin stats)
         self._closing = asyncio.Event()
 
     # ---- wiring --------------------------------------------------------------------------
@@ -720,6 +721,7 @@ class ApiServer:
 
         deadline = time.monotonic() + timeout
         cut_at = self.faults.watch_cut_deadline()
+        self.open_watches += 1
         try:
             if backlog:
                 await resp.write(b"".join(encode(ev) for ev in backlog))
@@ -759,6 +761,7 @@ class ApiServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            self.open_watches -= 1
             self.store.unsubscribe(sub)
         try:
             await resp.write_eof()

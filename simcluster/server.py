@@ -124,6 +124,7 @@ class ClusterRuntime:
                 {
                     "resourceVersion": self.store.resource_version,
                     "requestsServed": self.api.requests_served,
+                    "openWatches": self.api.open_watches,
                     "objects": {rt.key: self.store.count(rt) for rt in kinds.ALL},
                     "config": asdict(self.config),
                 }
@@ -146,7 +147,12 @@ class ClusterRuntime:
 async def _start_site(
     runtime: ClusterRuntime, host: str, port: int, ssl_ctx: ssl.SSLContext | None
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(runtime.api.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    # handler_cancellation: a client that hangs up cancels its request, as kube-apiserver's request
+    # context is cancelled. Without it a watch whose selector matches nothing never writes, so never
+    # learns its client left, and keeps filtering every event until its timeout (5–10 minutes).
+    runner = web.AppRunner(
+        runtime.api.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, backlog=1024, reuse_address=True)
     await site.start()

@@ -635,3 +635,22 @@ def test_latency_knob_slows_resource_requests_only(sim: SimCluster, http, namesp
     finally:
         sim.set_faults(latency_ms=0)
     assert slow >= 0.3 > fast
+
+
+def test_watch_of_a_client_that_hung_up_is_dropped(sim: SimCluster, http, namespace: str) -> None:
+    """A watch whose selector matches nothing never writes; it must still end when its client leaves
+    (kube-apiserver cancels the request's context), or it filters every event until its timeout."""
+    before = sim.stats()["openWatches"]
+    resp = http.open(
+        "GET",
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=true&labelSelector=nothing%3Dmatches&timeoutSeconds=600",
+    )
+    deadline = time.monotonic() + 5
+    while sim.stats()["openWatches"] <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.stats()["openWatches"] == before + 1
+    resp.close()
+    deadline = time.monotonic() + 5
+    while sim.stats()["openWatches"] > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.stats()["openWatches"] == before
