@@ -86,21 +86,25 @@ def run_scenario(name: str, quick: bool) -> dict[str, Any]:
 
 
 def derived(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Figures that need two scenarios of the same run: Ansible's wall time over udn-rollout's at
-    qps 50 for the same number of VMs. (The tool against the server's ceiling is measured in pairs
+    """Figures that need two scenarios of the same run: Ansible's wall time over udn-rollout's at the
+    spec's defaults (qps 50, burst 100) for the same number of VMs. (The tool against the server's ceiling is measured in pairs
     inside the fanout scenario, bench/ceiling.py.)"""
     out = []
     fo = results.get("fanout")
     an = results.get("ansible")
     if fo and an and "skipped" not in an:
-        qps50 = {r["vms"]: r for r in fo.get("udnRollout", []) if r["qps"] == 50}
+        from bench.fanout import DEFAULT_BURST, DEFAULT_QPS
+
+        at_defaults = {
+            r["vms"]: r for r in fo.get("udnRollout", []) if r["qps"] == DEFAULT_QPS and r["burst"] == DEFAULT_BURST
+        }
         for key, label in (("perVm", "k8s task per VM"), ("oneFile", "one k8s task, multi-doc src")):
             a = an.get(key)
-            udn = qps50.get(a["vms"]) if a else None
+            udn = at_defaults.get(a["vms"]) if a else None
             if a and udn:
                 out.append(
                     {
-                        "name": f"ansible: ratio {label} {a['vms']} VMs / udn-rollout qps50",
+                        "name": f"ansible: ratio {label} {a['vms']} VMs / udn-rollout at the spec's defaults",
                         "value": round(a["wallSeconds"] / udn["wallSeconds"], 2),
                         "unit": "x",
                         "note": f"{a['wallSeconds']} s / {udn['wallSeconds']} s, same number of VMs",

@@ -46,8 +46,8 @@ def connect(cluster: ClusterParams | None, spec: RolloutSpec) -> Kube:
     (`udn_rollout.process`): a flow run that a Prefect worker starts does not come through the CLI,
     and it holds the same cluster's worth of objects.
     """
-    tune_gc()
     collect_between_steps()
+    tune_gc()
     f = spec.fanout
     return shared_kube((cluster or ClusterParams()).target(), qps=f.qps, burst=f.burst, max_in_flight=f.max_in_flight)
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from run_census import CUDN, NAD, NS, SECRET, VM, VMI, VMIM
 
 from flows.common import ClusterParams, connect
 from flows.rollout import rollout
@@ -17,14 +18,7 @@ from simcluster import ClusterConfig, SimCluster
 from tasks.kube import Kube
 from tasks.spec import MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL, RolloutSpec, load_spec
 
-VM = ("kubevirt.io/v1", "VirtualMachine")
-VMI = ("kubevirt.io/v1", "VirtualMachineInstance")
-VMIM = ("kubevirt.io/v1", "VirtualMachineInstanceMigration")
-NS = ("v1", "Namespace")
-CUDN = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
-NAD = ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
 IPAMCLAIM = ("k8s.cni.cncf.io/v1alpha1", "IPAMClaim")
-SECRET = ("v1", "Secret")
 CONFIGMAP = ("v1", "ConfigMap")
 
 
