@@ -2,7 +2,13 @@
 
 `fast` keeps tests quick while preserving order and spread; `realistic` matches the times OpenShift
 Virtualization shows (scheduling in about a second, a container-disk VM Running in 10–30 s, a live
-migration of an idle 1 GiB VM in a few seconds); `instant` removes waiting for what-if runs.
+migration of an idle 1 GiB VM in a few seconds, the guest agent connecting once the guest has
+booted); `instant` removes waiting for what-if runs.
+
+Only `realistic` bounds VM start-up the way a cluster does (``rate_limited``): virt-controller's
+client token bucket (KubeVirt CR ``spec.configuration.controllerConfiguration.restClient.rateLimiter
+.tokenBucketRateLimiter``, KubeVirt v1.5 defaults QPS 200 / burst 400), and per node virt-handler's
+10 VMI workers and its own client bucket (``handlerConfiguration``, defaults QPS 5 / burst 10).
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ class Profile:
     migration: tuple[float, float]  # migration Running → Succeeded
     retry: float  # back-off base for crash loops and blocked pods
     console_time_scale: float  # scales guest-side sleeps (ping intervals)
+    agent: tuple[float, float] = (0.0, 0.0)  # VMI Running → guest agent connected (the guest has booted)
+    domain_start: tuple[float, float] = (0.0, 0.0)  # a virt-handler worker defining and starting the domain
+    rate_limited: bool = False  # apply virt-controller / virt-handler client rate limits and worker counts
 
     def draw(self, rng: random.Random, span: tuple[float, float]) -> float:
         lo, hi = span
@@ -28,8 +37,19 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "instant": Profile("instant", (0, 0), (0, 0), (0, 0), (0, 0), 0.05, 0.001),
-    "fast": Profile("fast", (0.005, 0.03), (0.02, 0.12), (0.005, 0.03), (0.03, 0.15), 0.2, 0.01),
-    "realistic": Profile("realistic", (0.3, 1.5), (8.0, 25.0), (2.0, 5.0), (3.0, 10.0), 10.0, 1.0),
+    "fast": Profile("fast", (0.005, 0.03), (0.02, 0.12), (0.005, 0.03), (0.03, 0.15), 0.2, 0.01, agent=(0.02, 0.06)),
+    "realistic": Profile(
+        "realistic",
+        (0.3, 1.5),
+        (7.0, 22.0),
+        (2.0, 5.0),
+        (3.0, 10.0),
+        10.0,
+        1.0,
+        agent=(15.0, 40.0),
+        domain_start=(1.0, 3.0),
+        rate_limited=True,
+    ),
 }
 
 

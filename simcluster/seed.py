@@ -10,6 +10,7 @@ from typing import Any
 
 from simcluster import kinds
 from simcluster.kinds import ResourceType
+from simcluster.options import resolve as resolve_options
 from simcluster.store import Store
 
 KUBE_VERSION = {
@@ -48,9 +49,17 @@ class ClusterConfig:
     # or every kubevirt.io CRD without OpenShift Virtualization): not in the CRD list, not in discovery,
     # not routed (404), and nothing of them is seeded.
     missing_crds: list[str] = field(default_factory=list)
+    # Named options for outcomes upstream leaves open (simcluster/options.py, FIDELITY.md), e.g.
+    # {"layer3GuestAddressing": "static", "guestAgent": "absent"}.
+    options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.hidden_kinds()  # reject unknown names at once
+        resolve_options(self.options)
+
+    def option(self, name: str) -> str:
+        """The value of a named option (its default when not set)."""
+        return resolve_options(self.options)[name]
 
     def hidden_kinds(self) -> frozenset[str]:
         """The resource keys (`plural.group`) of `missing_crds`, checked against the CRDs the cluster knows."""

@@ -183,8 +183,12 @@ class SimCluster:
         policy: Policy | None = None,
         isolated: bool = False,
         history: int = 100_000,
+        options: dict[str, str] | None = None,
     ) -> None:
         self.config = config or ClusterConfig(nodes=nodes)
+        if options:
+            self.config.options = {**self.config.options, **options}
+            self.config.__post_init__()
         self.host = host
         self.port = port
         self.tls_enabled = tls_enabled

@@ -36,7 +36,7 @@ Writer = Callable[[bytes], None]
 _LOGIN, _SECRET, _SHELL = 0, 1, 2
 _FAIL_DELAY = 2.0  # pam_faildelay on Fedora: two seconds before "Login incorrect"
 _LOGIN_RETRIES = 3
-_LEASE = 3600
+_LEASE = 3500  # OVN-K's DHCP lease_time for VMs (kubevirt/dhcp.go)
 _CLEAR = "\x1b[H\x1b[2J\x1b[3J"
 
 

@@ -155,30 +155,31 @@ def _links(view: IpView) -> list[dict]:
             entry: dict = {"family": "inet", "local": str(addr.ip), "prefixlen": addr.network.prefixlen}
             if addr.network.prefixlen < 31:
                 entry["broadcast"] = str(addr.network.broadcast_address)
+            lifetime = view.lease_left if view.iface.dynamic else FOREVER
+            entry["scope"] = "global"
+            if view.iface.dynamic:
+                entry["dynamic"] = True
             entry.update(
                 {
-                    "scope": "global",
-                    "dynamic": True,
                     "noprefixroute": True,
                     "label": view.ifname,
-                    "valid_life_time": view.lease_left,
-                    "preferred_life_time": view.lease_left,
+                    "valid_life_time": lifetime,
+                    "preferred_life_time": lifetime,
                 }
             )
             eth_addrs.append(entry)
         for addr6 in view.iface.ipv6():
-            eth_addrs.append(
-                {
-                    "family": "inet6",
-                    "local": str(addr6.ip),
-                    "prefixlen": addr6.network.prefixlen,
-                    "scope": "global",
-                    "dynamic": True,
-                    "noprefixroute": True,
-                    "valid_life_time": view.lease_left,
-                    "preferred_life_time": view.lease_left,
-                }
-            )
+            lifetime = view.lease_left if view.iface.dynamic else FOREVER
+            entry6: dict = {
+                "family": "inet6",
+                "local": str(addr6.ip),
+                "prefixlen": addr6.network.prefixlen,
+                "scope": "global",
+            }
+            if view.iface.dynamic:
+                entry6["dynamic"] = True
+            entry6.update({"noprefixroute": True, "valid_life_time": lifetime, "preferred_life_time": lifetime})
+            eth_addrs.append(entry6)
     eth_addrs.append(
         {
             "family": "inet6",
@@ -329,19 +330,15 @@ def _routes(view: IpView) -> list[dict]:
     if not addrs:
         return []
     src = str(addrs[0].ip)
-    routes = []
+    routes: list[dict] = []
     if view.gateway:
-        routes.append(
-            {
-                "dst": "default",
-                "gateway": view.gateway,
-                "dev": view.ifname,
-                "protocol": "dhcp",
-                "prefsrc": src,
-                "metric": 100,
-                "flags": [],
-            }
-        )
+        default: dict = {"dst": "default", "gateway": view.gateway, "dev": view.ifname}
+        if view.iface.dynamic:
+            default.update({"protocol": "dhcp", "prefsrc": src})
+        else:
+            default["protocol"] = "static"
+        default.update({"metric": 100, "flags": []})
+        routes.append(default)
     for addr in addrs:
         routes.append(
             {
@@ -378,8 +375,12 @@ def _show_route(view: IpView, opts: _Opts) -> IpResult:
         return IpResult(out=_dump(routes, opts))
     lines = []
     for r in routes:
-        if r["dst"] == "default":
-            lines.append(f"default via {r['gateway']} dev {r['dev']} proto dhcp src {r['prefsrc']} metric 100 \n")
+        if r["dst"] == "default" and "prefsrc" in r:
+            lines.append(
+                f"default via {r['gateway']} dev {r['dev']} proto {r['protocol']} src {r['prefsrc']} metric 100 \n"
+            )
+        elif r["dst"] == "default":
+            lines.append(f"default via {r['gateway']} dev {r['dev']} proto {r['protocol']} metric 100 \n")
         else:
             lines.append(f"{r['dst']} dev {r['dev']} proto kernel scope link src {r['prefsrc']} metric 100 \n")
     return IpResult(out="".join(lines))

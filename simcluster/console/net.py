@@ -9,13 +9,14 @@ from typing import Protocol, runtime_checkable
 
 @dataclass(frozen=True, slots=True)
 class GuestInterface:
-    """The guest's primary NIC as DHCP configured it."""
+    """The guest's primary NIC as it was configured at boot (by DHCP, statically, or not at all)."""
 
     mac: str
     addresses: tuple[tuple[str, int], ...] | list[tuple[str, int]] = field(default_factory=tuple)
     mtu: int = 1400
     gateway: str | None = None
     name: str = "eth0"
+    dynamic: bool = True  # addresses from a DHCP lease (False: configured statically)
 
     def ipv4(self) -> list[ipaddress.IPv4Interface]:
         out = []

@@ -329,7 +329,10 @@ async def run_ping(o: PingOptions, host: PingHost) -> int:
             if rtt is not None:
                 us = max(1, round(rtt * 1000))
                 heapq.heappush(events, (t + us / 1e6, _REPLY, seq, us))
-            elif on_link and ((arp_until is not None and t < arp_until) or not host.resolves(str(dst))):
+            elif (on_link or gateway) and (
+                (arp_until is not None and t < arp_until) or not host.resolves(str(dst) if on_link else str(gateway))
+            ):
+                # the kernel's neighbour resolution failed (the target on link, else the gateway)
                 if arp_until is None or t >= arp_until:
                     arp_until = t + ARP_RESOLVE_SECONDS + 0.001
                 heapq.heappush(events, (arp_until, _UNREACH, seq, 0))

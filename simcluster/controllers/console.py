@@ -9,8 +9,10 @@ frames (anything else is skipped, as KubeVirt's reader skips it) and output leav
 Behind the port runs the emulated Fedora guest of `simcluster.console`, one per VMI uid, created on
 the first connection and kept while the VMI runs, so a login survives reconnects as on a real serial
 port. Its credentials come from the VMI's cloud-init; its network view is read live from the IPAM
-controller, so it follows migrations, and a ping is answered only by an address a running VM holds
-right now on the same network, with RTTs from a same-node/cross-node profile and the packet-loss knob
+controller: eth0 as the guest configured it at boot (no IPv4 on a Layer3 primary network, where
+nothing answers DHCP), and a ping goes through only when the guest's MAC and address match its
+current port (port security) and is answered only by a running VM whose guest holds the target
+address on the same network, with RTTs from a same-node/cross-node profile and the packet-loss knob
 applied per packet.
 """
 
@@ -32,6 +34,7 @@ from simcluster.errors import ApiError
 from simcluster.kinds import ResourceType
 from simcluster.profiles import profile
 from simcluster.store import Event
+from simcluster.vmnet import GuestNic, admitted, answers
 
 log = logging.getLogger("simcluster.console")
 
@@ -111,7 +114,10 @@ def parse_cloud_config(text: str) -> tuple[str, str | None]:
 
 
 class VmiNetwork:
-    """The guest's network, read live from the IPAM controller (so it follows migrations)."""
+    """The guest's network, read live: its eth0 is what it configured at boot (``GuestNic``, kept across
+    live migrations); what gets through is decided by the VM's current port (the launcher pod's
+    address and MAC) and port security, so a guest whose MAC or address no longer matches its port
+    reaches nothing and is reached by nothing."""
 
     __slots__ = ("_cache", "_ctl", "name", "namespace")
 
@@ -125,28 +131,42 @@ class VmiNetwork:
         ipam = self._ctl.ipam
         return ipam.attachment(self.namespace, self.name) if ipam is not None else None
 
+    def _nic(self) -> GuestNic | None:
+        ipam = self._ctl.ipam
+        return ipam.guest(self.namespace, self.name) if ipam is not None else None
+
     def interface(self) -> GuestInterface | None:
-        att = self._att()
-        if att is None or not att.ips:
+        nic = self._nic()
+        if nic is None:
             return None
-        if self._cache is not None and self._cache[0] is att:
+        if self._cache is not None and self._cache[0] is nic:
             return self._cache[1]
-        addrs = []
-        for p in att.prefixed:
-            ip, _, plen = p.partition("/")
-            addrs.append((ip, int(plen or 32)))
         iface = GuestInterface(
-            mac=att.mac, addresses=tuple(addrs), mtu=MTU, gateway=att.gateways[0] if att.gateways else None
+            mac=nic.mac,
+            addresses=tuple(nic.addresses),
+            mtu=nic.mtu,
+            gateway=nic.gateway,
+            dynamic=nic.method == "dhcp",
         )
-        self._cache = (att, iface)
+        self._cache = (nic, iface)
         return iface
 
     def default_gateway(self) -> str | None:
-        att = self._att()
-        return att.gateways[0] if att is not None and att.gateways else None
+        nic = self._nic()
+        return nic.gateway if nic is not None else None
+
+    def _sender(self) -> tuple[Any, GuestNic] | None:
+        """The port and NIC when the guest's frames pass port security (its MAC and address match)."""
+        att, nic = self._att(), self._nic()
+        if att is None or nic is None or not nic.addresses:
+            return None
+        src = next((ip for ip in nic.ips if ":" not in ip), nic.ips[0])
+        if not admitted(att.mac, att.ips, nic, src):
+            return None
+        return att, nic
 
     def _peer(self, att: Any, target: str) -> Any:
-        """The attachment of the running VM that holds `target` on this network right now, or None."""
+        """The port of the running VM whose guest answers at `target` on this network, or None."""
         ipam = self._ctl.ipam
         held = ipam.holder(att.network, target)
         if held is None:
@@ -157,15 +177,20 @@ class VmiNetwork:
         vmi = self._ctl.store.try_get(kinds.VMI, held[0], held[1])
         if vmi is None or (vmi.get("status") or {}).get("phase") != "Running":
             return None
+        nic = ipam.guest(*held)
+        if nic is None or not answers(peer.mac, peer.ips, nic, target):
+            return None  # the guest does not hold the address, or its MAC is not the port's
         return peer
 
     def echo(self, target: str) -> float | None:
-        att = self._att()
-        if att is None:
-            return None
         rng = self._ctl.rt.rng
-        if target in att.ips:
+        nic = self._nic()
+        if nic is not None and target in nic.ips:
             return rng.uniform(*RTT_SELF)
+        sender = self._sender()
+        if sender is None:
+            return None  # dropped by port security on the way out
+        att, _ = sender
         if target in att.gateways:
             return rng.uniform(*RTT_GATEWAY)
         peer = self._peer(att, target)
@@ -177,11 +202,16 @@ class VmiNetwork:
         return rng.uniform(*(RTT_SAME_NODE if peer.node == att.node else RTT_CROSS_NODE))
 
     def resolves(self, target: str) -> bool:
-        """ARP: OVN answers for the gateway and any address a logical port holds."""
-        att = self._att()
-        if att is None:
+        """ARP: OVN answers for the gateway and any address a logical port holds, if the request passes
+        port security."""
+        nic = self._nic()
+        if nic is not None and target in nic.ips:
+            return True
+        sender = self._sender()
+        if sender is None:
             return False
-        if target in att.ips or target in att.gateways:
+        att, _ = sender
+        if target in att.gateways:
             return True
         return self._ctl.ipam.holder(att.network, target) is not None
 

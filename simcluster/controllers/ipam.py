@@ -9,6 +9,10 @@ A network is learned from the NetworkAttachmentDefinitions the UDN controller re
 OVN-K's network manager reads them: a namespace's primary network is its primary
 ovn-k8s-cni-overlay NAD. The KubeVirt and migration controllers call `attach`, `detach`,
 `prepare_migration` and `finish_migration`; the console asks `holder` who answers a ping.
+
+Next to each VM's port (its ``Attachment``) it keeps what the guest itself configured at boot
+(``simcluster.vmnet.GuestNic``): on Layer3 nothing answers the guest's DHCP, and after a live
+migration the guest keeps its MAC and configuration while the target pod's port may have changed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from simcluster.ovn import (
 )
 from simcluster.ovn.subnets import NODE_SUBNETS_ANNOTATION, node_subnets_annotation, parse_node_subnets_annotation
 from simcluster.store import Event
+from simcluster.vmnet import GuestNic, dhcp_served
+from simcluster.vmnet import boot as boot_nic
 
 log = logging.getLogger("simcluster.ipam")
 
@@ -49,6 +55,7 @@ class Network:
     role: str  # primary | secondary
     subnets: list[tuple[str, int | None]]  # (cidr, hostSubnet) for layer3; (cidr, None) for layer2
     persistent_ips: bool = False
+    mtu: int | None = None
     owner: tuple[str, str, str] | None = None  # (resource key, namespace, name) of the CUDN/UDN
     namespaces: set[str] = field(default_factory=set)
     layer3: NodeNetworkIPAM | None = None
@@ -74,6 +81,7 @@ class Attachment:
     pod_interface: str  # ovn-udn1 on a primary UDN, eth0 on the default network
     topology: str
     claim: str | None = None
+    role: str = "primary"
 
 
 def mac_for(ip: str) -> str:
@@ -106,6 +114,7 @@ def parse_nad_network(nad: dict[str, Any]) -> Network | None:
         role=str(conf.get("role", "secondary")),
         subnets=subnets,
         persistent_ips=bool(conf.get("allowPersistentIPs")),
+        mtu=int(conf["mtu"]) if isinstance(conf.get("mtu"), int) else None,
     )
 
 
@@ -120,6 +129,7 @@ class IPAMController(Controller):
         self.attachments: dict[tuple[str, str], Attachment] = {}  # (ns, vmi) → current attachment
         self.migration_targets: dict[tuple[str, str], Attachment] = {}
         self.holders: dict[tuple[str, str], tuple[str, str]] = {}  # (network, ip) → (ns, vmi)
+        self.nics: dict[tuple[str, str], GuestNic] = {}  # (ns, vmi) → the guest's eth0 since its boot
         self.default = self._default_network()
 
     # ---- networks ------------------------------------------------------------------------
@@ -173,6 +183,14 @@ class IPAMController(Controller):
             self.attachments[(ns, name)] = att
             for ip in ips:
                 self.holders[(net.name, ip)] = (ns, name)
+            if st.get("phase") == "Running":
+                # the guest's own state is not in the API: after a simulator restart it boots afresh
+                self.boot_guest(ns, name)
+        for pod in self.store.items(kinds.POD):
+            st = pod.get("status") or {}
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node and st.get("podIP") and st.get("phase") not in ("Succeeded", "Failed") and self.default.layer3:
+                self.default.layer3.allocate_specific(node, [st["podIP"]])
 
     def _learn(self, nad: dict[str, Any], annotations: dict[str, dict[str, list[str]]] | None = None) -> None:
         parsed = parse_nad_network(nad)
@@ -337,9 +355,12 @@ class IPAMController(Controller):
             "ovn-udn1" if net.is_udn else "eth0",
             net.topology,
             claim,
+            net.role,
         )
 
-    def _allocate(self, net: Network, node: str, vmi: dict[str, Any]) -> tuple[list[str] | None, str | None, str]:
+    def _allocate(
+        self, net: Network, node: str, vmi: dict[str, Any], pod: str
+    ) -> tuple[list[str] | None, str | None, str]:
         """Addresses for a VMI on `node`: (ips, claim name, error)."""
         if net.layer3 is not None:
             if net.layer3.node_subnets(node) is None:
@@ -355,15 +376,16 @@ class IPAMController(Controller):
             claim = self._ensure_claim(net, vmi)
             ips = net.claims.ensure(self._claim_key(vmi["metadata"]["namespace"], claim))
             if ips:
-                self._claim_status(vmi["metadata"]["namespace"], claim, net, ips, vmi, None)
+                self._claim_status(vmi["metadata"]["namespace"], claim, net, ips, pod, None)
             else:
-                self._claim_status(vmi["metadata"]["namespace"], claim, net, [], vmi, ERR_SUBNET_EXHAUSTED)
+                self._claim_status(vmi["metadata"]["namespace"], claim, net, [], pod, ERR_SUBNET_EXHAUSTED)
             return ips, claim, "" if ips else ERR_SUBNET_EXHAUSTED
         ips = net.layer2.allocate()
         return ips, None, "" if ips else ERR_SUBNET_EXHAUSTED
 
-    def attach(self, vmi: dict[str, Any], node: str) -> Attachment | str:
-        """Give a VMI its primary-network addresses on `node`; an error message when it cannot start there."""
+    def attach(self, vmi: dict[str, Any], node: str, pod: str = "") -> Attachment | str:
+        """Give a VMI its primary-network addresses on `node` (for its launcher `pod`); an error
+        message when it cannot start there."""
         ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         key = (ns, name)
         if key in self.attachments:
@@ -376,7 +398,7 @@ class IPAMController(Controller):
         net = self.network_for_namespace(ns)
         if net is self.default and net.layer3 is not None and net.layer3.node_subnets(node) is None:
             self._ensure_node(node, only=net)
-        ips, claim, error = self._allocate(net, node, vmi)
+        ips, claim, error = self._allocate(net, node, vmi, pod or f"virt-launcher-{name}")
         if not ips:
             return f"failed to allocate IP on node {node} for network {net.name}: {error}"
         att = self._attachment(net, node, ips, claim)
@@ -389,6 +411,7 @@ class IPAMController(Controller):
         """The VMI stopped: free its addresses (a persistent claim keeps them for the VM)."""
         att = self.attachments.pop((namespace, name), None)
         target = self.migration_targets.pop((namespace, name), None)
+        self.nics.pop((namespace, name), None)
         for a in (att, target):
             if a is None:
                 continue
@@ -408,11 +431,57 @@ class IPAMController(Controller):
     def attachment(self, namespace: str, name: str) -> Attachment | None:
         return self.attachments.get((namespace, name))
 
+    def network_of(self, att: Attachment) -> Network | None:
+        return self.networks.get(att.network) if att.network != DEFAULT_NETWORK else self.default
+
+    def boot_guest(self, namespace: str, name: str) -> GuestNic | None:
+        """The guest boots on its current port: its NIC takes the port's MAC, and DHCP answers or not."""
+        att = self.attachments.get((namespace, name))
+        if att is None:
+            return None
+        net = self.network_of(att)
+        nic = boot_nic(
+            att.mac,
+            att.prefixed,
+            att.gateways,
+            served=dhcp_served(att.topology, att.role, att.network != DEFAULT_NETWORK),
+            addressing=self.rt.config.option("layer3GuestAddressing"),
+            mtu=net.mtu if net is not None else None,
+        )
+        self.nics[(namespace, name)] = nic
+        return nic
+
+    def guest(self, namespace: str, name: str) -> GuestNic | None:
+        """What the guest configured on eth0 at its boot (kept across live migrations)."""
+        return self.nics.get((namespace, name))
+
+    # ---- default-network addresses of pods (launcher pods on a primary UDN, virt-handler) ----
+    def allocate_pod_address(self, node: str) -> tuple[str, str, str] | None:
+        """A default-network address on `node` for a pod: (ip, ip/prefix, gateway)."""
+        ipam = self.default.layer3
+        if ipam is None:
+            return None
+        if ipam.node_subnets(node) is None:
+            self._ensure_node(node, only=self.default)
+        ips = ipam.allocate(node)
+        if not ips:
+            return None
+        for alloc in ipam.allocators(node) or []:
+            if alloc.contains(ips[0]):
+                return ips[0], alloc.prefixed(ips[0]), alloc.gateway()
+        return ips[0], ips[0] + "/32", ""
+
+    def release_pod_address(self, node: str, ip: str) -> None:
+        if self.default.layer3 is not None and ip:
+            self.default.layer3.release(node, [ip])
+
     def holder(self, network: str, ip: str) -> tuple[str, str] | None:
         return self.holders.get((network, ip))
 
-    def prepare_migration(self, vmi: dict[str, Any], target: str) -> Attachment | str:
-        """Addresses for the migration target pod: new ones from the target's subnet on Layer3, the same on Layer2."""
+    def prepare_migration(self, vmi: dict[str, Any], target: str, pod: str = "") -> Attachment | str:
+        """Addresses for the migration target `pod`: new ones from the target's subnet on Layer3 (and on
+        Layer2 without persistent IPs), the claim's on Layer2 with persistent IPs (which then names
+        the target pod as its owner, as OVN-K records the pod it allocated for)."""
         ns, name = vmi["metadata"]["namespace"], vmi["metadata"]["name"]
         src = self.attachments.get((ns, name))
         if src is None:
@@ -420,7 +489,7 @@ class IPAMController(Controller):
         net = self.networks.get(src.network) if src.network != DEFAULT_NETWORK else self.default
         if net is None:
             return f"network {src.network} is gone"
-        if net.layer3 is None:
+        if net.layer3 is None and (net.claims is not None or not net.is_udn):
             att = Attachment(
                 src.network,
                 target,
@@ -431,7 +500,17 @@ class IPAMController(Controller):
                 src.pod_interface,
                 src.topology,
                 src.claim,
+                src.role,
             )
+        elif net.layer3 is None:
+            # Layer2 without persistent IPs: no IPAMClaim, so the target pod is allocated afresh
+            assert net.layer2 is not None
+            ips = net.layer2.allocate()
+            if not ips:
+                return f"failed to allocate IP on node {target} for network {net.name}: {ERR_SUBNET_EXHAUSTED}"
+            att = self._attachment(net, target, ips, None)
+            for ip in ips:
+                self.holders.setdefault((net.name, ip), (ns, name))
         else:
             if net.layer3.node_subnets(target) is None:
                 return f"node {target} has no subnet for network {net.name}"
@@ -442,6 +521,8 @@ class IPAMController(Controller):
             for ip in ips:
                 self.holders.setdefault((net.name, ip), (ns, name))
         self.migration_targets[(ns, name)] = att
+        if att.claim is not None and net.layer2 is not None and pod:
+            self._claim_status(ns, att.claim, net, list(att.ips), pod, None)
         return att
 
     def finish_migration(self, namespace: str, name: str, succeeded: bool) -> Attachment | None:
@@ -509,9 +590,7 @@ class IPAMController(Controller):
             )
         return name
 
-    def _claim_status(
-        self, ns: str, claim: str, net: Network, ips: list[str], vmi: dict[str, Any], error: str | None
-    ) -> None:
+    def _claim_status(self, ns: str, claim: str, net: Network, ips: list[str], pod: str, error: str | None) -> None:
         assert net.layer2 is not None
         cond = (
             {
@@ -527,7 +606,7 @@ class IPAMController(Controller):
         def edit(obj: dict[str, Any]) -> None:
             obj["status"] = {
                 "ips": net.layer2.prefixed(ips) if ips else [],  # type: ignore[union-attr]
-                "ownerPod": {"name": f"virt-launcher-{vmi['metadata']['name']}"},
+                "ownerPod": {"name": pod},
                 "conditions": [{**cond, "lastTransitionTime": _now()}],
             }
 

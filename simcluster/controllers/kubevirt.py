@@ -1,23 +1,32 @@
 """KubeVirt: VirtualMachines become VirtualMachineInstances that get scheduled, started and stopped.
 
-Plays virt-controller (VM → VMI per runStrategy, crash-loop back-off, VM status), the scheduler
-(spread by free capacity, nodeSelector, Ready and schedulable nodes) and virt-handler (phases
-Pending → Scheduling → Scheduled → Running with `phaseTransitionTimestamps`, interface status from
-the network attachment, Ready and LiveMigratable conditions). Start-up times come from the
-cluster's latency profile; start failures and NotReady nodes come from the fault knobs.
+Plays virt-controller (VM → VMI per runStrategy, the VMI create admission it goes through, crash-loop
+back-off, VM status, one virt-launcher pod per VMI), the scheduler (spread by free capacity,
+nodeSelector, Ready and schedulable nodes), kubelet (the launcher pod's sandbox, with the network
+annotations OVN-K and Multus write) and virt-handler (phases Pending → Scheduling → Scheduled →
+Running with `phaseTransitionTimestamps`, interface status from the pod interface and the guest agent,
+Ready, LiveMigratable and AgentConnected conditions). Start-up times come from the cluster's latency
+profile (the realistic one also applies virt-controller's and virt-handler's client rate limits and
+virt-handler's 10 workers per node); start failures and NotReady nodes come from the fault knobs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 from typing import Any
 
 from aiohttp import web
 
-from simcluster import errors, kinds
+from simcluster import errors, kinds, validation, vmnet
+from simcluster.console import fedora
 from simcluster.controllers.base import Controller, Runtime
-from simcluster.controllers.ipam import Attachment, IPAMController
+from simcluster.controllers.ipam import DEFAULT_NETWORK, Attachment, IPAMController
+from simcluster.controllers.ipam import mac_for as vmnet_mac
+from simcluster.options import GUEST_AGENT
 from simcluster.profiles import profile
+from simcluster.ratelimit import TokenBucket, WorkerPool
 from simcluster.seed import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE
 from simcluster.selectors import selector_from_match
 from simcluster.store import Event, deep_copy, now_rfc3339
@@ -26,6 +35,8 @@ from simcluster.validation import binding_plugin_error
 VM_FINALIZER = "kubevirt.io/virtualMachineControllerFinalize"
 VMI_FINALIZER = "foregroundDeleteVirtualMachine"
 RUNNING_STRATEGIES = ("Always", "RerunOnFailure")
+# Marks a pod whose pod IP this simulator took from the default network's IPAM (released with the pod).
+POD_ADDRESS_ANNOTATION = "simcluster.io/pod-address"
 NOT_MIGRATABLE = (
     "cannot migrate VMI which does not use masquerade, bridge with kubevirt.io/allow-pod-bridge-network-live-migration "
     "VM annotation or a migratable plugin to connect to the pod network"
@@ -66,27 +77,69 @@ def set_phase(status: dict[str, Any], phase: str) -> None:
     )
 
 
-def interface_status(vmi: dict[str, Any], att: Attachment) -> list[dict[str, Any]]:
-    """`status.interfaces` as KubeVirt reports a pod-network binding plugin interface, without a guest agent."""
+LAUNCHER_IMAGE = "registry.redhat.io/container-native-virtualization/virt-launcher-rhel9:v4.19.3"
+LAUNCHER_IMAGE_ID = (
+    "registry.redhat.io/container-native-virtualization/virt-launcher-rhel9@sha256:"
+    "5d1b4e0c9a7f3e2d6c8b1a0f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d"
+)
+HANDLER_IMAGE = "registry.redhat.io/container-native-virtualization/virt-handler-rhel9:v4.19.3"
+# virt-handler runs its VMI controller with 10 workers (cmd/virt-handler/virt-handler.go, vmController.Run(10, …)).
+HANDLER_WORKERS = 10
+# API writes per VM start, as the realistic profile charges them to each component's token bucket:
+# virt-controller creates the VMI and the launcher pod and updates VMI and VM status a few times;
+# virt-handler updates the VMI status (Scheduled → Running) and records its events.
+CONTROLLER_WRITES_PER_START = 6
+HANDLER_WRITES_PER_START = 3
+# KubeVirt v1.5 defaults (pkg/virt-config/virt-config.go); HCO sets none unless a tuningPolicy is chosen.
+DEFAULT_CONTROLLER_RATE = (200.0, 400)
+DEFAULT_HANDLER_RATE = (5.0, 10)
+GUEST_OS_INFO = {
+    "id": "fedora",
+    "kernelRelease": fedora.KERNEL_RELEASE,
+    "kernelVersion": fedora.KERNEL_VERSION,
+    "machine": "x86_64",
+    "name": "Fedora Linux",
+    "prettyName": fedora.PRETTY_NAME,
+    "version": "41 (Cloud Edition)",
+    "versionId": "41",
+}
+_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet (generateName)
+
+
+def pod_network_name(vmi: dict[str, Any]) -> str:
     nets = (vmi.get("spec") or {}).get("networks") or []
-    name = next((n["name"] for n in nets if "pod" in n), nets[0]["name"] if nets else "default")
-    return [
-        {
-            "name": name,
-            "ipAddress": att.ips[0] if att.ips else "",
-            "ipAddresses": list(att.ips),
-            "mac": att.mac,
-            "infoSource": "domain, multus-status",
-            "podInterfaceName": att.pod_interface,
-            "queueCount": 1,
-            "linkState": "up",
-        }
-    ]
+    return next((n["name"] for n in nets if "pod" in n), nets[0]["name"] if nets else "default")
+
+
+def interface_status(
+    vmi: dict[str, Any], att: Attachment, nic: vmnet.GuestNic | None = None, agent: bool = False
+) -> list[dict[str, Any]]:
+    """`status.interfaces` as KubeVirt reports a pod-network binding-plugin interface: the pod
+    interface's addresses, the domain's MAC (the guest NIC's), merged with the guest agent's report."""
+    return [vmnet.interface_status(pod_network_name(vmi), att.ips, att.pod_interface, nic, agent)]
+
+
+def _hostname(vmi: dict[str, Any]) -> str:
+    explicit = (vmi.get("spec") or {}).get("hostname")
+    return str(explicit) if explicit else vmi["metadata"]["name"].split(".")[0][:63]
+
+
+def _rate(cfg: dict[str, Any], component: str, default: tuple[float, int]) -> tuple[float, int]:
+    """QPS and burst of a component's client from the KubeVirt CR (zero or absent: the default)."""
+    tb = (
+        (((cfg.get(component) or {}).get("restClient") or {}).get("rateLimiter") or {}).get("tokenBucketRateLimiter")
+    ) or {}
+    try:
+        qps = float(tb.get("qps") or 0) or default[0]
+        burst = int(tb.get("burst") or 0) or default[1]
+    except (TypeError, ValueError):
+        return default
+    return qps, burst
 
 
 class KubeVirtController(Controller):
     name = "kubevirt"
-    resources = (kinds.VM, kinds.VMI, kinds.NODE, kinds.KUBEVIRT)
+    resources = (kinds.VM, kinds.VMI, kinds.NODE, kinds.KUBEVIRT, kinds.POD)
 
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
@@ -95,8 +148,18 @@ class KubeVirtController(Controller):
         self.placed: dict[tuple[str, str], str] = {}  # (ns, vmi) → node counted in load
         self.blocked: set[tuple[str, str]] = set()  # VMIs waiting for a node or an address
         self.failures: dict[tuple[str, str], int] = {}  # VM → consecutive start failures
+        self.create_errors: dict[tuple[str, str], str] = {}  # VM → why its VMI could not be created
         self._retry_armed = False
         self._not_ready: set[str] = set()
+        self.guest_agent = rt.config.option(GUEST_AGENT) == "present"
+        self.agents: set[str] = set()  # uids of VMIs whose guest agent is connected
+        self.pod_addresses: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, pod) → (node, default-network IP)
+        self.handlers: dict[str, str] = {}  # node → its virt-handler pod's IP (the migration target address)
+        self._suffix_rng = random.Random(rt.config.seed)
+        cfg = self._kubevirt_config()
+        self.controller_bucket = TokenBucket(*_rate(cfg, "controllerConfiguration", DEFAULT_CONTROLLER_RATE))
+        self.handler_buckets: dict[str, TokenBucket] = {}
+        self.handler_workers: dict[str, WorkerPool] = {}
 
     @property
     def ipam(self) -> IPAMController:
@@ -110,6 +173,8 @@ class KubeVirtController(Controller):
         for sub in ("start", "stop", "restart"):
             api.register_subresource(kinds.SUBRESOURCE_GROUP, "virtualmachines", sub, self._subresource(sub))
         self.spawn(self._watch_faults(), name="kubevirt-node-faults")
+        for node in self.store.items(kinds.NODE):
+            self.ensure_handler(node["metadata"]["name"])
 
     # ---- configuration -------------------------------------------------------------------
     def _kubevirt_config(self) -> dict[str, Any]:
@@ -139,6 +204,16 @@ class KubeVirtController(Controller):
 
     # ---- events --------------------------------------------------------------------------
     def resync(self) -> None:
+        for pod in self.store.items(kinds.POD):
+            md, st = pod["metadata"], pod.get("status") or {}
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            if st.get("podIP") and (md.get("annotations") or {}).get(POD_ADDRESS_ANNOTATION):
+                self.pod_addresses[(md["namespace"], md["name"])] = (node, st["podIP"])
+            if (md.get("labels") or {}).get("kubevirt.io") == "virt-handler" and st.get("podIP"):
+                self.handlers[node] = st["podIP"]
+        for vmi in self.store.items(kinds.VMI):
+            if any(c.get("type") == "AgentConnected" for c in (vmi.get("status") or {}).get("conditions") or []):
+                self.agents.add(vmi["metadata"]["uid"])
         for vmi in self.store.items(kinds.VMI):
             md = vmi["metadata"]
             node = (vmi.get("status") or {}).get("nodeName")
@@ -158,7 +233,20 @@ class KubeVirtController(Controller):
         elif ev.resource == kinds.VMI.key:
             self._on_vmi(ev)
         elif ev.resource == kinds.NODE.key and ev.type != "DELETED":
+            if ev.type == "ADDED":
+                self.ensure_handler(md["name"])
             self._retry_blocked()
+        elif ev.resource == kinds.POD.key and ev.type == "DELETED":
+            where = self.pod_addresses.pop((md.get("namespace", ""), md["name"]), None)
+            if where is not None:
+                self.ipam.release_pod_address(*where)
+        elif ev.resource == kinds.KUBEVIRT.key:
+            self.controller_bucket.configure(
+                *_rate(self._kubevirt_config(), "controllerConfiguration", DEFAULT_CONTROLLER_RATE)
+            )
+            rate = _rate(self._kubevirt_config(), "handlerConfiguration", DEFAULT_HANDLER_RATE)
+            for bucket in self.handler_buckets.values():
+                bucket.configure(*rate)
 
     def _on_vmi(self, ev: Event) -> None:
         md = ev.obj["metadata"]
@@ -168,6 +256,7 @@ class KubeVirtController(Controller):
         elif ev.type == "DELETED":
             self._uncount(ns, name)
             self.ipam.detach(ns, name)
+            self.agents.discard(md.get("uid", ""))
             self.blocked.discard((ns, name))
             self._retry_blocked()
         elif (
@@ -192,6 +281,7 @@ class KubeVirtController(Controller):
         vm = self.store.try_get(kinds.VM, ns, name)
         if vm is None:
             self.failures.pop((ns, name), None)
+            self.create_errors.pop((ns, name), None)
             return
         md = vm["metadata"]
         vmi = self.store.try_get(kinds.VMI, ns, name)
@@ -300,6 +390,23 @@ class KubeVirtController(Controller):
             "spec": template.get("spec") or {},
             "status": {},
         }
+        key = (md["namespace"], md["name"])
+        try:
+            # virt-controller creates the VMI through the API, so virt-api's VMI create webhook judges
+            # it (e.g. a template without memory: vmi-create-admitter.go, ValidateVirtualMachineInstanceMandatoryFields).
+            validation.admit(kinds.VMI.key, vmi, None, "CREATE")
+        except validation.AdmissionDenied as e:
+            if self.create_errors.get(key) != e.message:
+                self.create_errors[key] = e.message
+                self.rt.event(
+                    vm,
+                    "FailedCreate",
+                    f"Error creating virtual machine instance: {e.message}",
+                    "Warning",
+                    "virt-controller",
+                )
+            return
+        self.create_errors.pop(key, None)
         try:
             self.store.create(kinds.VMI, vmi)
         except errors.ApiError as e:
@@ -357,6 +464,12 @@ class KubeVirtController(Controller):
             s["volumeSnapshotStatuses"] = s.get("volumeSnapshotStatuses", [])
             if not s["volumeSnapshotStatuses"]:
                 s.pop("volumeSnapshotStatuses")
+            failure = self.create_errors.get((vm["metadata"]["namespace"], vm["metadata"]["name"]))
+            if failure and vmi is None:
+                # vm.go processFailureCondition: the sync error of startVMI, reason FailedCreate
+                _set_condition(s, _cond("Failure", "True", "FailedCreate", f"Failure while starting VMI: {failure}"))
+            else:
+                _drop_condition(s, "Failure")
 
         self.rt.mutate_status(kinds.VM, vm["metadata"]["namespace"], vm["metadata"]["name"], edit)
 
@@ -486,22 +599,323 @@ class KubeVirtController(Controller):
                 s = o.setdefault("status", {})
                 set_phase(s, "Scheduling")
                 _drop_condition(s, "PodScheduled")
-                s["activePods"] = {o["metadata"]["uid"][:8] + "-pod": node}
 
             self.rt.mutate_status(kinds.VMI, ns, name, scheduling)
-            self.rt.later(self.profile.draw(rng, self.profile.schedule) / 2, lambda: self._sandbox(ns, name, node))
+            delay = self.profile.draw(rng, self.profile.schedule) / 2
+            if self.profile.rate_limited:
+                # virt-controller's client: the pod, VMI and VM writes of this start wait for tokens
+                delay += self.controller_bucket.reserve(CONTROLLER_WRITES_PER_START)
+            self.rt.later(delay, lambda: self._sandbox(ns, name, node))
             return
         if phase == "Scheduling" and st.get("nodeName") is None:
             node = self.placed.get((ns, name))
             if node:
                 self._sandbox(ns, name, node)
 
+    # ---- virt-launcher and virt-handler pods --------------------------------------------
+    def _pod_name(self, ns: str, prefix: str) -> str:
+        for _ in range(16):
+            candidate = prefix[:58] + "".join(self._suffix_rng.choices(_SUFFIX, k=5))
+            if self.store.try_get(kinds.POD, ns, candidate) is None:
+                return candidate
+        return self.store.generate_name(kinds.POD, ns, prefix)
+
+    def launcher_pods(self, vmi: dict[str, Any]) -> list[dict[str, Any]]:
+        """The virt-launcher pods a VMI controls (its owner references), oldest first."""
+        out = []
+        for rt, ns, name in self.store.dependents(vmi["metadata"]["uid"]):
+            if rt is kinds.POD:
+                pod = self.store.try_get(kinds.POD, ns, name)
+                if pod is not None:
+                    out.append(pod)
+        out.sort(key=lambda p: int(p["metadata"]["resourceVersion"]))
+        return out
+
+    def active_pods(self, vmi: dict[str, Any]) -> dict[str, str]:
+        """`status.activePods`: pod UID → node of every pod the VMI controls (vmi.go setActivePods)."""
+        return {p["metadata"]["uid"]: (p.get("spec") or {}).get("nodeName", "") for p in self.launcher_pods(vmi)}
+
+    def _network_annotations(self, ns: str, att: Attachment, default: tuple[str, str, str] | None) -> dict[str, str]:
+        """What OVN-K (`k8s.ovn.org/pod-networks`) and Multus (`k8s.v1.cni.cncf.io/network-status`) write."""
+        net = self.ipam.network_of(att)
+        cfg = self.rt.config
+        service = list(cfg.service_network)
+        status: list[dict[str, Any]] = []
+        networks: dict[str, Any] = {}
+        gw = att.gateways[0] if att.gateways else ""
+        if att.network == DEFAULT_NETWORK:
+            cluster = [e["cidr"] for e in cfg.cluster_network]
+            routes = [{"dest": c, "nextHop": gw} for c in [*cluster, *service, "100.64.0.0/16"]]
+            networks["default"] = {
+                "ip_addresses": list(att.prefixed),
+                "mac_address": att.mac,
+                "gateway_ips": list(att.gateways),
+                "routes": routes,
+                "ip_address": att.prefixed[0] if att.prefixed else "",
+                "gateway_ip": gw,
+                "role": "primary",
+            }
+            status.append(
+                {
+                    "name": "ovn-kubernetes",
+                    "interface": "eth0",
+                    "ips": list(att.ips),
+                    "mac": att.mac,
+                    "default": True,
+                    "dns": {},
+                }
+            )
+        else:
+            if default is not None:
+                dip, dprefixed, dgw = default
+                dmac = vmnet_mac(dip)
+                cluster = [e["cidr"] for e in cfg.cluster_network]
+                networks["default"] = {
+                    "ip_addresses": [dprefixed],
+                    "mac_address": dmac,
+                    "gateway_ips": [dgw],
+                    "routes": [{"dest": c, "nextHop": dgw} for c in [*cluster, "100.64.0.0/16"]],
+                    "ip_address": dprefixed,
+                    "gateway_ip": dgw,
+                    "role": "infrastructure-locked",
+                }
+                status.append({"name": "ovn-kubernetes", "interface": "eth0", "ips": [dip], "mac": dmac, "dns": {}})
+            nad = self.ipam.by_namespace.get(ns, "")
+            nad_name = nad[len("cluster_udn_") :] if nad.startswith("cluster_udn_") else nad.split("_", 1)[-1]
+            routes = []
+            if net is not None and net.topology == "layer3":
+                routes += [{"dest": c, "nextHop": gw} for c, _ in net.subnets]
+            routes += [{"dest": c, "nextHop": gw} for c in [*service, "100.65.0.0/16"]]
+            networks[f"{ns}/{nad_name}"] = {
+                "ip_addresses": list(att.prefixed),
+                "mac_address": att.mac,
+                "gateway_ips": list(att.gateways),
+                "routes": routes,
+                "ip_address": att.prefixed[0] if att.prefixed else "",
+                "gateway_ip": gw,
+                "role": "primary",
+            }
+            status.append(
+                {
+                    "name": "ovn-kubernetes",
+                    "interface": att.pod_interface,
+                    "ips": list(att.ips),
+                    "mac": att.mac,
+                    "default": True,
+                    "dns": {},
+                }
+            )
+        out = {
+            "k8s.ovn.org/pod-networks": json.dumps(networks, separators=(",", ":")),
+            "k8s.v1.cni.cncf.io/network-status": json.dumps(status, indent=1),
+        }
+        if att.claim:
+            out["k8s.ovn.org/primary-udn-ipamclaim"] = att.claim
+        return out
+
+    def create_launcher(
+        self, vmi: dict[str, Any], node: str, name: str, att: Attachment | None, migration_uid: str = ""
+    ) -> dict[str, Any]:
+        """A virt-launcher pod for `vmi` on `node` (services/template.go), Pending; with `att` its
+        sandbox is up and its network annotations and pod IP are set."""
+        md = vmi["metadata"]
+        ns = md["namespace"]
+        host = _hostname(vmi)
+        labels = dict(md.get("labels") or {})
+        labels.update(
+            {"kubevirt.io": "virt-launcher", "kubevirt.io/created-by": md["uid"], "vm.kubevirt.io/name": host}
+        )
+        if migration_uid:
+            labels["kubevirt.io/migrationJobUID"] = migration_uid
+        annotations = {
+            k: v
+            for k, v in (md.get("annotations") or {}).items()
+            if not k.startswith(
+                (
+                    "kubectl.kubernetes.io",
+                    "kubevirt.io/storage-observed-api-version",
+                    "kubevirt.io/latest-observed-api-version",
+                )
+            )
+        }
+        annotations.update(
+            {
+                "kubevirt.io/domain": md["name"],
+                "kubectl.kubernetes.io/default-container": "compute",
+                "kubevirt.io/migrationTransportUnix": "true",
+                "descheduler.alpha.kubernetes.io/request-evict-only": "",
+            }
+        )
+        memory = ((((vmi.get("spec") or {}).get("domain") or {}).get("resources") or {}).get("requests") or {}).get(
+            "memory"
+        )
+        status: dict[str, Any] = {"phase": "Pending", "qosClass": "Burstable", "hostIP": self._node_ip(node)}
+        pod: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "kubevirt.io/v1",
+                        "kind": "VirtualMachineInstance",
+                        "name": md["name"],
+                        "uid": md["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {
+                "nodeName": node,
+                "hostname": host,
+                "restartPolicy": "Never",
+                "schedulerName": "default-scheduler",
+                "terminationGracePeriodSeconds": 210,
+                "readinessGates": [{"conditionType": "kubevirt.io/virtual-machine-unpaused"}],
+                "containers": [
+                    {
+                        "name": "compute",
+                        "image": LAUNCHER_IMAGE,
+                        "resources": {"requests": {"memory": str(memory)}} if memory else {},
+                    }
+                ],
+            },
+            "status": status,
+        }
+        if att is not None:
+            self._attach_network(pod, att)
+        return self.store.create(kinds.POD, pod)
+
+    def _attach_network(self, pod: dict[str, Any], att: Attachment) -> None:
+        """The sandbox is up: OVN-K's and Multus' annotations, the pod IP (the default network's)."""
+        md = pod["metadata"]
+        ns, node = md["namespace"], pod["spec"]["nodeName"]
+        default: tuple[str, str, str] | None = None
+        if att.network == DEFAULT_NETWORK:
+            pod_ip = att.ips[0] if att.ips else ""
+        else:
+            default = self.ipam.allocate_pod_address(node)
+            pod_ip = default[0] if default else ""
+            if default is not None:
+                self.pod_addresses[(ns, md["name"])] = (node, default[0])
+                md["annotations"][POD_ADDRESS_ANNOTATION] = "default"
+        md["annotations"].update(self._network_annotations(ns, att, default))
+        if pod_ip:
+            pod["status"]["podIP"] = pod_ip
+            pod["status"]["podIPs"] = [{"ip": pod_ip}]
+
+    def _node_ip(self, node: str) -> str:
+        obj = self.store.try_get(kinds.NODE, "", node)
+        for a in ((obj or {}).get("status") or {}).get("addresses") or []:
+            if a.get("type") == "InternalIP":
+                return str(a.get("address", ""))
+        return ""
+
+    def set_pod_phase(self, ns: str, name: str, phase: str, reason: str = "") -> None:
+        now = now_rfc3339()
+
+        def edit(o: dict[str, Any]) -> None:
+            st = o.setdefault("status", {})
+            st["phase"] = phase
+            ready = "True" if phase == "Running" else "False"
+            st["conditions"] = [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
+                {"type": "Ready", "status": ready, "lastTransitionTime": now},
+            ]
+            st.setdefault("startTime", now)
+            state: dict[str, Any]
+            if phase == "Running":
+                state = {"running": {"startedAt": now}}
+            elif phase in ("Succeeded", "Failed"):
+                state = {
+                    "terminated": {
+                        "exitCode": 0 if phase == "Succeeded" else 1,
+                        "reason": reason or "Completed",
+                        "finishedAt": now,
+                    }
+                }
+            else:
+                state = {"waiting": {"reason": reason or "ContainerCreating"}}
+            st["containerStatuses"] = [
+                {
+                    "name": "compute",
+                    "image": LAUNCHER_IMAGE,
+                    "imageID": "" if phase == "Pending" else LAUNCHER_IMAGE_ID,
+                    "ready": phase == "Running",
+                    "restartCount": 0,
+                    "started": phase == "Running",
+                    "state": state,
+                }
+            ]
+
+        self.rt.mutate_status(kinds.POD, ns, name, edit)
+
+    def delete_pod(self, ns: str, name: str) -> None:
+        try:
+            self.rt.api.delete_object(kinds.POD, ns, name, "Background")
+        except errors.ApiError as e:
+            if e.code != 404:
+                raise
+
+    def ensure_handler(self, node: str) -> None:
+        """virt-handler's pod on `node` (a DaemonSet pod on the pod network): its IP is what a migration
+        to this node advertises as ``targetNodeAddress`` (migration-target.go, unless a dedicated
+        migration network is configured)."""
+        if node in self.handlers or not self.store.try_get(kinds.NAMESPACE, "", KUBEVIRT_NAMESPACE):
+            return
+        address = self.ipam.allocate_pod_address(node)
+        if address is None:
+            return
+        name = self._pod_name(KUBEVIRT_NAMESPACE, "virt-handler-")
+        now = now_rfc3339()
+        self.store.create(
+            kinds.POD,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": KUBEVIRT_NAMESPACE,
+                    "labels": {"kubevirt.io": "virt-handler", "app.kubernetes.io/component": "compute"},
+                    "annotations": {POD_ADDRESS_ANNOTATION: "default"},
+                },
+                "spec": {
+                    "nodeName": node,
+                    "containers": [{"name": "virt-handler", "image": HANDLER_IMAGE}],
+                    "restartPolicy": "Always",
+                },
+                "status": {
+                    "phase": "Running",
+                    "hostIP": self._node_ip(node),
+                    "podIP": address[0],
+                    "podIPs": [{"ip": address[0]}],
+                    "startTime": now,
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+                },
+            },
+        )
+        self.handlers[node] = address[0]
+        self.pod_addresses[(KUBEVIRT_NAMESPACE, name)] = (node, address[0])
+
+    def handler_address(self, node: str) -> str:
+        self.ensure_handler(node)
+        return self.handlers.get(node, "")
+
+    # ---- sandbox, boot, guest agent ------------------------------------------------------
     def _sandbox(self, ns: str, name: str, node: str) -> None:
         """The launcher pod starts on `node`: it needs an address on the VM's primary network."""
         vmi = self.store.try_get(kinds.VMI, ns, name)
         if vmi is None or vmi["metadata"].get("deletionTimestamp"):
             return
-        att = self.ipam.attach(vmi, node)
+        pending = next((p for p in self.launcher_pods(vmi) if (p.get("status") or {}).get("phase") == "Pending"), None)
+        pod_name = pending["metadata"]["name"] if pending else self._pod_name(ns, f"virt-launcher-{_hostname(vmi)}-")
+        att = self.ipam.attach(vmi, node, pod_name)
         if isinstance(att, str):
             self.blocked.add((ns, name))
             message = (
@@ -514,30 +928,57 @@ class KubeVirtController(Controller):
                 _set_condition(s, _cond("Ready", "False", "FailedCreatePodSandBox", message))
 
             before = (vmi.get("status") or {}).get("conditions") or []
+            if pending is None:
+                pending = self.create_launcher(vmi, node, pod_name, None)
             self.rt.mutate_status(kinds.VMI, ns, name, sandbox_failed)
             if not any(c.get("reason") == "FailedCreatePodSandBox" for c in before):
                 self.rt.event(vmi, "FailedCreatePodSandBox", message, "Warning", component="kubelet")
+                self.rt.event(pending, "FailedCreatePodSandBox", message, "Warning", component="kubelet")
             self._arm_retry()
             return
         self.blocked.discard((ns, name))
+        if pending is None:
+            self.create_launcher(vmi, node, pod_name, att)
+        else:
+
+            def network(o: dict[str, Any]) -> None:
+                self._attach_network(o, att)
+
+            self.rt.mutate_status(kinds.POD, ns, pod_name, network)
+        pods = self.active_pods(vmi)
 
         def scheduled(o: dict[str, Any]) -> None:
             s = o.setdefault("status", {})
             set_phase(s, "Scheduled")
             s["nodeName"] = node
+            s["activePods"] = pods
             o["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = node
             _drop_condition(s, "Ready")
 
         self.rt.mutate_status(kinds.VMI, ns, name, scheduled)
         self.rt.later(self.profile.draw(self.rt.rng, self.profile.start), lambda: self._boot(ns, name, node))
 
-    def _boot(self, ns: str, name: str, node: str) -> None:
+    def _handler_delay(self, node: str) -> float:
+        """virt-handler on `node`: a free worker of its 10, then tokens of its client for the status writes."""
+        pool = self.handler_workers.get(node)
+        if pool is None:
+            pool = self.handler_workers[node] = WorkerPool(HANDLER_WORKERS)
+            rate = _rate(self._kubevirt_config(), "handlerConfiguration", DEFAULT_HANDLER_RATE)
+            self.handler_buckets[node] = TokenBucket(*rate)
+        work = self.profile.draw(self.rt.rng, self.profile.domain_start)
+        wait = pool.start(work) + work
+        return wait + self.handler_buckets[node].reserve(HANDLER_WRITES_PER_START)
+
+    def _boot(self, ns: str, name: str, node: str, throttled: bool = False) -> None:
         vmi = self.store.try_get(kinds.VMI, ns, name)
         if (
             vmi is None
             or vmi["metadata"].get("deletionTimestamp")
             or (vmi.get("status") or {}).get("phase") != "Scheduled"
         ):
+            return
+        if self.profile.rate_limited and not throttled:
+            self.rt.later(self._handler_delay(node), lambda: self._boot(ns, name, node, throttled=True))
             return
         if self.rt.faults.chance(self.rt.faults.vmi_start_failure_rate) or node in self._not_ready:
             reason = (
@@ -548,16 +989,18 @@ class KubeVirtController(Controller):
             self._fail(ns, name, "VirtualMachineFailed" if node not in self._not_ready else "NodeUnresponsive", reason)
             return
         att = self.ipam.attachment(ns, name)
+        nic = self.ipam.boot_guest(ns, name)
         migratable, why = self._migratable(vmi)
+        for pod in self.launcher_pods(vmi):
+            if (pod.get("status") or {}).get("phase") == "Pending":
+                self.set_pod_phase(ns, pod["metadata"]["name"], "Running")
 
         def running(o: dict[str, Any]) -> None:
             s = o.setdefault("status", {})
             set_phase(s, "Running")
             s["nodeName"] = node
-            s["interfaces"] = interface_status(o, att) if att else []
-            s["launcherContainerImageVersion"] = (
-                "registry.redhat.io/container-native-virtualization/virt-launcher-rhel9:v4.19.3"
-            )
+            s["interfaces"] = interface_status(o, att, nic) if att else []
+            s["launcherContainerImageVersion"] = LAUNCHER_IMAGE
             s["migrationMethod"] = (
                 "BlockMigration"
                 if any("containerDisk" in v for v in (o.get("spec") or {}).get("volumes") or [])
@@ -579,8 +1022,45 @@ class KubeVirtController(Controller):
             )
 
         self.rt.mutate_status(kinds.VMI, ns, name, running)
+        if self.guest_agent and att is not None:
+            uid = vmi["metadata"]["uid"]
+            delay = self.profile.draw(self.rt.rng, self.profile.agent)
+            self.rt.later(delay, lambda: self._agent_connected(ns, name, uid))
+
+    def _agent_connected(self, ns: str, name: str, uid: str) -> None:
+        """qemu-guest-agent in the booted guest connects; virt-launcher's first poll fills the status
+        (guestOSInfo, interfaceName, and the guest's addresses merged into the interface)."""
+        vmi = self.store.try_get(kinds.VMI, ns, name)
+        if vmi is None or vmi["metadata"]["uid"] != uid or (vmi.get("status") or {}).get("phase") != "Running":
+            return
+        self.agents.add(uid)
+        self.refresh_interfaces(ns, name)
+
+    def refresh_interfaces(self, ns: str, name: str, extra: Any = None) -> None:
+        """Recompute `status.interfaces` from the current port, the guest NIC and the agent (plus
+        `extra(status)` edits in the same write)."""
+        att = self.ipam.attachment(ns, name)
+        nic = self.ipam.guest(ns, name)
+
+        def edit(o: dict[str, Any]) -> None:
+            s = o.setdefault("status", {})
+            agent = o["metadata"]["uid"] in self.agents
+            if att is not None:
+                s["interfaces"] = interface_status(o, att, nic, agent)
+            if agent:
+                s["guestOSInfo"] = dict(GUEST_OS_INFO)
+                _set_condition(s, _cond("AgentConnected", "True"))
+            if extra is not None:
+                extra(o)
+
+        self.rt.mutate_status(kinds.VMI, ns, name, edit)
 
     def _fail(self, ns: str, name: str, reason: str, message: str) -> None:
+        vmi = self.store.try_get(kinds.VMI, ns, name)
+        if vmi is not None:
+            for pod in self.launcher_pods(vmi):
+                if (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                    self.set_pod_phase(ns, pod["metadata"]["name"], "Failed", "Error")
         self.ipam.detach(ns, name)
         self._uncount(ns, name)
 
@@ -589,10 +1069,11 @@ class KubeVirtController(Controller):
             set_phase(s, "Failed")
             s["reason"] = reason
             _set_condition(s, _cond("Ready", "False", reason, message))
+            _drop_condition(s, "AgentConnected")
 
-        vmi = self.store.try_get(kinds.VMI, ns, name)
         self.rt.mutate_status(kinds.VMI, ns, name, failed)
         if vmi is not None:
+            self.agents.discard(vmi["metadata"]["uid"])
             self.rt.event(vmi, reason, message, "Warning", component="virt-handler")
         self._retry_blocked()
 
@@ -601,8 +1082,11 @@ class KubeVirtController(Controller):
             vmi = self.store.try_get(kinds.VMI, ns, name)
             if vmi is None:
                 return
+            for pod in self.launcher_pods(vmi):
+                self.delete_pod(ns, pod["metadata"]["name"])
             self.ipam.detach(ns, name)
             self._uncount(ns, name)
+            self.agents.discard(vmi["metadata"]["uid"])
 
             def release(o: dict[str, Any]) -> None:
                 s = o.setdefault("status", {})

@@ -4,8 +4,14 @@ Plays virt-api (the `virtualmachines/{name}/migrate` subresource `virtctl migrat
 migration admission webhook) and virt-controller/virt-handler (Pending → Scheduling → Scheduled →
 PreparingTarget → TargetReady → Running → Succeeded|Failed). The limits are read from the KubeVirt
 CR on every decision (`parallelMigrationsPerCluster`, `parallelOutboundMigrationsPerNode`); the rest
-wait in Pending. The target node is chosen by free capacity, never the source. On Layer3 the VM
-takes an address from the target node's subnet and frees the old one; on Layer2 it keeps it.
+wait in Pending. The target node is chosen by free capacity, never the source. The target gets its own
+virt-launcher pod (label ``kubevirt.io/migrationJobUID``); on success the source pod completes.
+
+On Layer3 the target pod takes an address (and the MAC derived from it) from the target node's
+subnet and the old one is freed; OVN-K's live-migration handling (``IsPodAllowedForMigration``) is
+for Layer2 and Localnet only. The running guest keeps its MAC and whatever it configured at boot, so
+the VMI status reports the target pod's address while the guest still holds its old configuration.
+On Layer2 with persistent IPs the IPAMClaim gives the target pod the same address and MAC.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from aiohttp import web
 
 from simcluster import errors, kinds, validation
 from simcluster.controllers.base import Controller, Runtime
-from simcluster.controllers.ipam import Attachment, IPAMController
-from simcluster.controllers.kubevirt import KubeVirtController, interface_status, set_phase
+from simcluster.controllers.ipam import IPAMController
+from simcluster.controllers.kubevirt import KubeVirtController, set_phase
 from simcluster.kinds import ResourceType
 from simcluster.profiles import profile
 from simcluster.seed import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE
@@ -216,29 +222,45 @@ class MigrationController(Controller):
                 return
             self.rt.later(self.profile.retry, lambda: self._schedule_target(ns, name))
             return
-        att = self.ipam.prepare_migration(vmi, target)
+        kv = self.kubevirt
+        source_pod = next(
+            (
+                p["metadata"]["name"]
+                for p in reversed(kv.launcher_pods(vmi))
+                if (p.get("status") or {}).get("phase") == "Running"
+            ),
+            "",
+        )
+        pod_name = kv._pod_name(ns, f"virt-launcher-{vmi['metadata']['name'].split('.')[0][:63]}-")
+        att = self.ipam.prepare_migration(vmi, target, pod_name)
         if isinstance(att, str):
             self._finish(ns, name, False, f"failed to prepare the target pod on {target}: {att}")
             return
         run["target"] = target
-        self.kubevirt.reserve(target, +1)
+        kv.reserve(target, +1)
+        pod = kv.create_launcher(vmi, target, pod_name, att, migration_uid=run["uid"])
+        run["target_pod"] = pod["metadata"]["name"]
+        address = kv.handler_address(target)
         state = {
             "migrationUid": run["uid"],
             "sourceNode": run["source"],
             "targetNode": target,
-            "sourcePod": f"virt-launcher-{run['vmi'][1]}-src",
-            "targetPod": f"virt-launcher-{run['vmi'][1]}-{name[-5:]}",
+            "sourcePod": source_pod,
+            "targetPod": pod["metadata"]["name"],
             "startTimestamp": now_rfc3339(),
             "mode": "PreCopy",
-            "targetNodeAddress": target,
+            "targetNodeAddress": address,
             "migrationConfiguration": self._config(),
         }
         run["state"] = state
+        pods = kv.active_pods(vmi)
 
         def vmi_state(o: dict[str, Any]) -> None:
             o.setdefault("status", {})["migrationState"] = dict(state)
+            o["status"]["activePods"] = pods
 
-        self.rt.mutate_status(kinds.VMI, *run["vmi"], vmi_state)
+        vmi_ns, vmi_name = run["vmi"]
+        self.rt.mutate_status(kinds.VMI, vmi_ns, vmi_name, vmi_state)
         self._step(ns, name, 0)
 
     def _config(self) -> dict[str, Any]:
@@ -257,6 +279,16 @@ class MigrationController(Controller):
                 o["status"]["migrationState"] = dict(run["state"])
 
             self.rt.mutate_status(kinds.VMIM, ns, name, advance)
+            if phase == "PreparingTarget" and run.get("target_pod"):
+                self.kubevirt.set_pod_phase(ns, run["target_pod"], "Running")
+                vmi = self.store.try_get(kinds.VMI, *run["vmi"])
+                if vmi is not None:
+                    self.rt.event(
+                        vmi,
+                        "PreparingTarget",
+                        f"Migration Target is listening at {run['state']['targetNodeAddress']}, on ports: 35027,44445",
+                        component="virt-handler",
+                    )
             share = self.profile.draw(self.rt.rng, self.profile.migration) / len(STEPS)
             self.rt.later(share, lambda: self._step(ns, name, i + 1))
             return
@@ -283,13 +315,20 @@ class MigrationController(Controller):
                 state["abortRequested"] = True
                 state["abortStatus"] = "Succeeded"
         if vmi_key is not None:
-            att = self.ipam.finish_migration(*vmi_key, ok) if target else None
+            vns, vname = vmi_key
             if target:
+                self.ipam.finish_migration(vns, vname, ok)
                 if ok:
-                    self.kubevirt.move(vmi_key[0], vmi_key[1], target)
+                    self.kubevirt.move(vns, vname, target)
                 else:
                     self.kubevirt.reserve(target, -1)
-            self._update_vmi(vmi_key, state, target if ok else None, att if ok else None)
+            source_pod = state.get("sourcePod")
+            target_pod = (run or {}).get("target_pod")
+            if ok and source_pod:
+                self.kubevirt.set_pod_phase(vns, source_pod, "Succeeded", "Completed")
+            elif not ok and target_pod:
+                self.kubevirt.set_pod_phase(vns, target_pod, "Failed", "Error")
+            self._update_vmi(vmi_key, state, target if ok else None)
         if self.store.try_get(kinds.VMIM, ns, name) is not None:
 
             def final(o: dict[str, Any]) -> None:
@@ -312,20 +351,24 @@ class MigrationController(Controller):
                 self._gc_finished(ns, vmi_key[1])
         self.rt.later(0, self._kick)
 
-    def _update_vmi(
-        self, key: tuple[str, str], state: dict[str, Any], target: str | None, att: Attachment | None
-    ) -> None:
+    def _update_vmi(self, key: tuple[str, str], state: dict[str, Any], target: str | None) -> None:
+        vmi = self.store.try_get(kinds.VMI, *key)
+        pods = self.kubevirt.active_pods(vmi) if vmi is not None else {}
+
         def edit(o: dict[str, Any]) -> None:
             s = o.setdefault("status", {})
             s["migrationState"] = state
+            s["activePods"] = pods
             if target:
                 s["nodeName"] = target
                 o["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = target
-                s["activePods"] = {o["metadata"]["uid"][:8] + "-" + target: target}
-                if att is not None:
-                    s["interfaces"] = interface_status(o, att)
 
-        self.rt.mutate_status(kinds.VMI, *key, edit)
+        ns, name = key
+        if target:
+            # the target's virt-handler reports the target pod's interface (and the migrated domain's MAC)
+            self.kubevirt.refresh_interfaces(ns, name, extra=edit)
+        else:
+            self.rt.mutate_status(kinds.VMI, ns, name, edit)
 
     def _gc_finished(self, ns: str, vmi_name: str) -> None:
         finished = sorted(
