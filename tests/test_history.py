@@ -375,6 +375,8 @@ def test_vm_addresses_and_nodes_over_two_runs(db_url: str, two_runs, capsys) -> 
         ("nightly-1", "migrate", "10.0.1.9"),
         ("nightly-2", "inventory", "10.0.2.7"),
     ]
+    rc, out, _ = cli(capsys, "--vm", "ns-a/vm-0", "--since", "12h", "--db", db_url)
+    assert "addresses over time: 10.0.2.7\n" in out  # only the second run
     rc, out, err = cli(capsys, "--vm", "ns-a/never-existed", "--db", db_url)
     assert rc == 0 and "no record of ns-a/never-existed" in err
 
@@ -561,3 +563,14 @@ def test_history_html_renders_in_chromium(two_runs, tmp_path: Path) -> None:
     shot = tmp_path / "history.png"
     run_chromium(browser, tmp_path, f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri())
     assert png_size(shot) == (1400, 1000) and shot.stat().st_size > 30_000
+
+
+@pytest.mark.slow
+def test_bench_history_small_run() -> None:
+    """The benchmark (bench/history.py) runs end to end at a small size; its figures are plain rows."""
+    from bench import history as bench_history
+
+    res = bench_history.run(runs=3, vms=300)
+    assert res["rows"]["history_runs"] == 3 and res["rows"]["history_vms"] == 900
+    assert res["queries"]["vmEvents"] >= 3  # one inventory row per run, plus its moves
+    assert all({"name", "value", "unit"} <= f.keys() for f in res["figures"])

@@ -140,7 +140,7 @@ def _show(args: argparse.Namespace) -> int:
 
     with open_store(_url(args), create=False) as store:
         if vm:
-            return _show_vm(store, *vm, as_json=args.json)
+            return _show_vm(store, *vm, network=args.network, since=since, as_json=args.json)
         runs = store.runs(network=args.network, since=since)
         filters = ", ".join(
             f
@@ -208,10 +208,12 @@ def _arrow(a: str, b: str) -> str:
     return a or "—" if a == b else f"{a or '—'} → {b or '—'}"
 
 
-def _show_vm(store: Any, namespace: str, name: str, as_json: bool) -> int:
+def _show_vm(
+    store: Any, namespace: str, name: str, *, network: str | None, since: datetime | None, as_json: bool
+) -> int:
     from tasks.history.render import fmt_ms, fmt_time
 
-    events = store.vm_history(namespace, name)
+    events = store.vm_history(namespace, name, network=network, since=since)
     if as_json:
         print(json.dumps([asdict(e) for e in events], default=_json_default, indent=2))
         return EXIT_OK

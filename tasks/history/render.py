@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from tasks.history.records import RunSummary
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["COLUMNS", "Chart", "format_row", "history_charts", "history_html", "nice_ticks"]
 
@@ -383,6 +385,8 @@ def format_row(r: RunSummary) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _env() -> jinja2.Environment:
+    import jinja2  # only --html needs it: the table command starts faster without
+
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
         undefined=jinja2.StrictUndefined,

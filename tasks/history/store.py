@@ -415,20 +415,27 @@ class HistoryStore:
         )
         return [{k: getattr(s, k) for k in keys} for s in self.runs(network, since)]
 
-    def vm_history(self, namespace: str, name: str) -> list[VMEvent]:
+    def vm_history(
+        self, namespace: str, name: str, network: str | None = None, since: datetime | None = None
+    ) -> list[VMEvent]:
         """One VM across runs, oldest first: its inventory row per run, then each of its moves in it."""
         if self.empty:
             return []
         run_cols = (runs_t.c.started, runs_t.c.network, runs_t.c.topology)
+        run_filter = []
+        if network:
+            run_filter.append(runs_t.c.network == network)
+        if since is not None:
+            run_filter.append(runs_t.c.started >= _to_db(since))
         inv = (
             sa.select(vms_t, *run_cols)
             .join(runs_t, runs_t.c.run_id == vms_t.c.run_id)
-            .where(vms_t.c.namespace == namespace, vms_t.c.name == name)
+            .where(vms_t.c.namespace == namespace, vms_t.c.name == name, *run_filter)
         )
         mv = (
             sa.select(moves_t, *run_cols)
             .join(runs_t, runs_t.c.run_id == moves_t.c.run_id)
-            .where(moves_t.c.namespace == namespace, moves_t.c.name == name)
+            .where(moves_t.c.namespace == namespace, moves_t.c.name == name, *run_filter)
         )
         events: list[tuple[tuple[Any, ...], VMEvent]] = []
         with self._conn() as conn:
