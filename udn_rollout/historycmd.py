@@ -47,7 +47,12 @@ Exit codes: 0 ok, 2 bad input (nothing written), 4 the database could not be rea
 def _db_args(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     """--db and --reports-dir; on the subcommand they must not overwrite values given before it."""
     default = argparse.SUPPRESS if suppress else None
-    p.add_argument("--db", metavar="URL", default=default, help="database URL or SQLite file (default: see above)")
+    p.add_argument(
+        "--db",
+        metavar="URL",
+        default=default,
+        help="database URL or SQLite file (default: $UDN_ROLLOUT_DB, else history.sqlite in the reports root)",
+    )
     p.add_argument(
         "--reports-dir",
         metavar="DIR",
