@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import re
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
 from simcluster import discovery, errors, kinds, patch, protobuf, tables, validation
 from simcluster.defaults import apply_defaults
@@ -29,6 +31,8 @@ from simcluster.kinds import ResourceType
 from simcluster.policy import Policy
 from simcluster.selectors import allowed_fields, parse_field_selector, parse_label_selector
 from simcluster.store import Event, Store, deep_copy, now_rfc3339
+from simcluster.validation import fields
+from simcluster.validation.fielderrors import invalid
 
 log = logging.getLogger("simcluster.api")
 
@@ -66,9 +70,38 @@ def _dumps(obj: Any) -> bytes:
 
 
 def _response(
-    obj: Any, status: int = 200, content_type: str = JSON, headers: dict[str, str] | None = None
+    obj: Any, status: int = 200, content_type: str = JSON, headers: dict[str, str] | CIMultiDict[str] | None = None
 ) -> web.Response:
     return web.Response(body=_dumps(obj), status=status, content_type=content_type, headers=headers)
+
+
+def _warning_headers(warnings: list[str]) -> CIMultiDict[str] | None:
+    """One ``Warning`` header per warning, as kube-apiserver sends them."""
+    if not warnings:
+        return None
+    out: CIMultiDict[str] = CIMultiDict()
+    for w in warnings:
+        out.add("Warning", fields.warning_header(w))
+    return out
+
+
+def _field_validation(query: Any, options_kind: str) -> str:
+    """The request's ``fieldValidation`` (``Warn`` when absent, as since Kubernetes 1.23)."""
+    value = query.get("fieldValidation", "")
+    if value not in fields.DIRECTIVES:
+        supported = ", ".join(json.dumps(v) for v in fields.DIRECTIVES)
+        body = f"Unsupported value: {json.dumps(value)}: supported values: {supported}"
+        raise ApiError(
+            422,
+            "Invalid",
+            f'{options_kind}.meta.k8s.io "" is invalid: fieldValidation: {body}',
+            {
+                "group": "meta.k8s.io",
+                "kind": options_kind,
+                "causes": [{"reason": "FieldValueNotSupported", "message": body, "field": "fieldValidation"}],
+            },
+        )
+    return value or fields.WARN
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -240,12 +273,14 @@ class ApiServer:
                 raise errors.method_not_allowed()
             if rt.kind == "SelfSubjectAccessReview":
                 return self._access_review(await self._body(request))
-            return self._create(rt, t, await self._body(request), dry_run=q.get("dryRun") == "All")
+            directive = _field_validation(q, "CreateOptions")
+            return self._create(rt, t, await self._body(request), dry_run=q.get("dryRun") == "All", directive=directive)
         if method == "PUT":
             self._authorize("update", t)
             if "update" not in rt.verbs or not t.name:
                 raise errors.method_not_allowed()
-            return self._update(rt, t, await self._body(request), dry_run=q.get("dryRun") == "All")
+            directive = _field_validation(q, "UpdateOptions")
+            return self._update(rt, t, await self._body(request), dry_run=q.get("dryRun") == "All", directive=directive)
         if method == "PATCH":
             self._authorize("patch", t)
             if "patch" not in rt.verbs or not t.name:
@@ -424,10 +459,39 @@ class ApiServer:
             return obj
         return self.store.create(rt, obj)
 
-    def _create(self, rt: ResourceType, t: Target, obj: Any, dry_run: bool) -> web.Response:
+    def _unknown_fields(
+        self, rt: ResourceType, body: dict[str, Any], old: dict[str, Any] | None, directive: str, patch: bool = False
+    ) -> list[str]:
+        """fieldValidation: fields the kind does not declare (beyond those `old` already had) fail the
+        request (Strict) or are dropped from `body` (Warn, Ignore); returns the warnings to send."""
+        unknown = fields.unknown_fields(rt.key, body)
+        if unknown and old is not None:
+            before = set(fields.unknown_fields(rt.key, old))
+            unknown = [p for p in unknown if p not in before]
+        if not unknown:
+            return []
+        if directive == fields.STRICT:
+            detail = fields.strict_error(unknown)
+            if patch:
+                status = validation.invalid_status("", "", "", [invalid("patch", orjson.dumps(body).decode(), detail)])
+                raise ApiError(422, "Invalid", status["message"], status["details"])
+            kind, api_version = body.get("kind"), str(body.get("apiVersion") or "")
+            if kind:
+                version = api_version.rsplit("/", 1)[-1]
+                raise errors.bad_request(
+                    f"{kind} in version {json.dumps(version)} cannot be handled as a {rt.kind}: {detail}"
+                )
+            raise errors.bad_request(f"the object provided is unrecognized (must be of type {rt.kind}): {detail}")
+        fields.prune(rt.key, body, set(unknown))
+        return [f"unknown field {json.dumps(p)}" for p in unknown] if directive == fields.WARN else []
+
+    def _create(
+        self, rt: ResourceType, t: Target, obj: Any, dry_run: bool, directive: str = fields.WARN
+    ) -> web.Response:
         self._check_kind(rt, obj)
+        warnings = self._unknown_fields(rt, obj, None, directive)
         created = self.create_object(rt, obj, t.namespace, dry_run)
-        return _response(created, 201)
+        return _response(created, 201, headers=_warning_headers(warnings))
 
     def update_object(
         self, rt: ResourceType, t: Target, new: dict[str, Any], *, check_rv: bool = True, dry_run: bool = False
@@ -498,10 +562,14 @@ class ApiServer:
             return old  # a no-op update does not bump resourceVersion, as with etcd
         return self.store.replace(rt, new)
 
-    def _update(self, rt: ResourceType, t: Target, obj: Any, dry_run: bool) -> web.Response:
+    def _update(
+        self, rt: ResourceType, t: Target, obj: Any, dry_run: bool, directive: str = fields.WARN
+    ) -> web.Response:
         if not isinstance(obj, dict):
             raise errors.bad_request("the body of the request must be an object")
-        return _response(self.update_object(rt, t, obj, dry_run=dry_run))
+        old = self.store.try_get(rt, t.namespace, t.name)
+        warnings = self._unknown_fields(rt, obj, old, directive)
+        return _response(self.update_object(rt, t, obj, dry_run=dry_run), headers=_warning_headers(warnings))
 
     async def _patch(self, request: web.Request, rt: ResourceType, t: Target) -> web.Response:
         ctype = content_type(request)
@@ -510,6 +578,7 @@ class ApiServer:
             raise errors.too_large(MAX_BODY)
         body = decode_body(raw, ctype if ctype != "application/apply-patch+yaml" else "application/yaml")
         dry_run = request.query.get("dryRun") == "All"
+        directive = _field_validation(request.query, "PatchOptions")
         existing = self.store.try_get(rt, t.namespace, t.name)
         if ctype == "application/apply-patch+yaml":
             if not isinstance(body, dict):
@@ -538,11 +607,14 @@ class ApiServer:
         if not isinstance(new, dict):
             raise errors.bad_request("the patch produced something that is not an object")
         self._check_kind(rt, new)  # the patched object decodes like a body: metadata an object, …
+        warnings = self._unknown_fields(rt, new, existing, directive, patch=True)
         patch_md = body.get("metadata") if isinstance(body, dict) else None
         rv_in_patch = isinstance(patch_md, dict) and patch_md.get("resourceVersion")
         if not rv_in_patch:
             new.setdefault("metadata", {})["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        return _response(self.update_object(rt, t, new, check_rv=True, dry_run=dry_run))
+        return _response(
+            self.update_object(rt, t, new, check_rv=True, dry_run=dry_run), headers=_warning_headers(warnings)
+        )
 
     async def _delete(self, request: web.Request, rt: ResourceType, t: Target) -> web.Response:
         opts: dict[str, Any] = {}

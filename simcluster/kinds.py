@@ -157,11 +157,31 @@ POD = ResourceType(
     subresources=("status",),
     categories=("all",),
     columns=(
-        Column("Status", "string", ".status.phase"),
+        Column("Ready", "string", "", description="The aggregate readiness state of this pod for accepting traffic."),
+        Column("Status", "string", "", description="The aggregate status of the containers in this pod."),
+        Column(
+            "Restarts", "string", "", description="The number of times the containers in this pod have been restarted."
+        ),
         _AGE,
         Column("IP", "string", ".status.podIP", priority=1),
         Column("Node", "string", ".spec.nodeName", priority=1),
+        Column("Nominated Node", "string", ".status.nominatedNodeName", priority=1),
+        Column("Readiness Gates", "string", "", priority=1),
     ),
+    has_generation=False,
+    is_crd=False,
+)
+# coordination.k8s.io/v1 Lease (client-go leader election; udn-rollout's run lock). Built in, namespaced,
+# columns as `kubectl get lease` prints them: HOLDER and AGE.
+LEASE = ResourceType(
+    "coordination.k8s.io",
+    "v1",
+    "Lease",
+    "leases",
+    True,
+    (),
+    subresources=(),
+    columns=(Column("Holder", "string", ".spec.holderIdentity"), _AGE),
     has_generation=False,
     is_crd=False,
 )
@@ -294,6 +314,7 @@ ALL: tuple[ResourceType, ...] = (
     CONFIGMAP,
     SECRET,
     POD,
+    LEASE,
     CRD,
     SSAR,
     NETWORK_CONFIG,

@@ -106,6 +106,33 @@ def _address(obj: dict[str, Any], kind: str) -> str:
     return "<none>"
 
 
+def _pod_cell(name: str, obj: dict[str, Any]) -> Any:
+    """kubectl's pod printer (pkg/printers/internalversion printPod): READY, STATUS, RESTARTS, gates."""
+    st = obj.get("status") or {}
+    containers = (obj.get("spec") or {}).get("containers") or []
+    statuses = st.get("containerStatuses") or []
+    if name == "Ready":
+        return f"{sum(1 for c in statuses if c.get('ready'))}/{len(containers)}"
+    if name == "Restarts":
+        return str(sum(int(c.get("restartCount") or 0) for c in statuses))
+    if name == "Readiness Gates":
+        gates = (obj.get("spec") or {}).get("readinessGates") or []
+        if not gates:
+            return "<none>"
+        conds = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
+        return f"{sum(1 for g in gates if conds.get(g.get('conditionType')) == 'True')}/{len(gates)}"
+    reason = st.get("reason") or st.get("phase") or "Unknown"
+    for c in statuses:
+        state = c.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif (state.get("terminated") or {}).get("reason"):
+            reason = state["terminated"]["reason"]
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        reason = "Terminating"
+    return reason
+
+
 def _computed(rt: ResourceType, col: Column, obj: dict[str, Any]) -> Any:
     if rt.kind == "Node":
         return {
@@ -119,6 +146,8 @@ def _computed(rt: ResourceType, col: Column, obj: dict[str, Any]) -> Any:
             return age(obj.get("lastTimestamp") or obj.get("eventTime") or obj["metadata"].get("creationTimestamp"))
         inv = obj.get("involvedObject") or {}
         return f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}"
+    if rt.kind == "Pod":
+        return _pod_cell(col.name, obj)
     if col.name == "Data":
         return len(obj.get("data") or {}) + len(obj.get("binaryData") or {}) + len(obj.get("stringData") or {})
     return None

@@ -169,6 +169,19 @@ def bare_vmi(name: str, ns: str) -> dict:
     }
 
 
+def launcher_pod(core: client.CoreV1Api, ns: str, vmi: str) -> str:
+    """The name of the VMI's virt-launcher pod once its sandbox (and pod-networks annotation) is up."""
+
+    def found() -> str | None:
+        for pod in core.list_namespaced_pod(ns, label_selector="kubevirt.io=virt-launcher").items:
+            annotations = pod.metadata.annotations or {}
+            if annotations.get("kubevirt.io/domain") == vmi and annotations.get("k8s.ovn.org/pod-networks"):
+                return str(pod.metadata.name)
+        return None
+
+    return wait_for(found, what=f"{ns}/{vmi}'s launcher pod")
+
+
 # ---- rendering ----------------------------------------------------------------------------------
 def test_layer3_cudn_renders_a_nad_per_selected_namespace(
     core: client.CoreV1Api, res: dict[str, Any], cleanup: list
@@ -450,11 +463,13 @@ def test_deletion_waits_while_a_vm_uses_the_network(core: client.CoreV1Api, res:
     name = make_cudn(res, cleanup, cudn_body(uniq("inuse"), [busy, idle]))
     wait_condition(res, name, "True", created_msg(busy, idle))
     res["vmi"].create(namespace=busy, body=bare_vmi("rhel8-vm-0", busy))
+    pod = launcher_pod(core, busy, "rhel8-vm-0")
+    assert pod.startswith("virt-launcher-rhel8-vm-0-")
 
     res["cudn"].delete(name=name)
     message = (
         f"failed to delete NetworkAttachmentDefinition [{busy}/{name}]: "
-        f"network in use by the following pods: [{busy}/rhel8-vm-0]"
+        f"network in use by the following pods: [{busy}/{pod}]"
     )
     cond = wait_condition(res, name, "False", message)
     assert cond["reason"] == SYNC_ERROR
@@ -511,9 +526,10 @@ def test_udn_deletion_waits_for_its_vms(core: client.CoreV1Api, res: dict[str, A
     res["udn"].create(namespace=ns, body=udn_body("tenant"))
     wait_condition(res, "tenant", "True", ns=ns)
     res["vmi"].create(namespace=ns, body=bare_vmi("vm-a", ns))
+    pod = launcher_pod(core, ns, "vm-a")
     res["udn"].delete(name="tenant", namespace=ns)
     message = (
-        f"failed to delete NetworkAttachmentDefinition [{ns}/tenant]: network in use by the following pods: [{ns}/vm-a]"
+        f"failed to delete NetworkAttachmentDefinition [{ns}/tenant]: network in use by the following pods: [{ns}/{pod}]"
     )
     assert wait_condition(res, "tenant", "False", message, ns=ns)["reason"] == "SyncError"
     assert get_nad(res, ns, "tenant") is not None

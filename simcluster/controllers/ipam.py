@@ -194,7 +194,7 @@ class IPAMController(Controller):
 
     def _learn(self, nad: dict[str, Any], annotations: dict[str, dict[str, list[str]]] | None = None) -> None:
         parsed = parse_nad_network(nad)
-        if parsed is None or parsed.role != "primary":
+        if parsed is None:
             return
         ns = nad["metadata"]["namespace"]
         net = self.networks.get(parsed.name)
@@ -219,19 +219,25 @@ class IPAMController(Controller):
             if net.layer3 is not None:
                 for node in sorted(n["metadata"]["name"] for n in self.store.items(kinds.NODE)):
                     self._ensure_node(node, only=net)
+            # cluster-manager runs a network controller (whose init resets NetworkAllocationSucceeded)
+            # for every Layer3 and Layer2 network, and Localnet ones with subnets
+            # (user_defined_network_cluster_manager.go isTopologyManaged; network_cluster_controller.go resetStatus)
+            if net.topology in ("layer3", "layer2") or (net.topology == "localnet" and net.subnets):
                 self._report_allocation(net)
         net.namespaces.add(ns)
-        self.by_namespace[ns] = net.name
+        if net.role == "primary":
+            self.by_namespace[ns] = net.name
 
     def _forget(self, nad: dict[str, Any]) -> None:
         parsed = parse_nad_network(nad)
         ns = nad["metadata"]["namespace"]
-        if parsed is None or self.by_namespace.get(ns) != parsed.name:
+        if parsed is None:
             return
-        del self.by_namespace[ns]
         net = self.networks.get(parsed.name)
-        if net is None:
+        if net is None or ns not in net.namespaces:
             return
+        if self.by_namespace.get(ns) == parsed.name:
+            del self.by_namespace[ns]
         net.namespaces.discard(ns)
         if not net.namespaces:
             del self.networks[net.name]

@@ -787,10 +787,10 @@ class KubeVirtController(Controller):
             "status": status,
         }
         if att is not None:
-            self._attach_network(pod, att)
+            self._attach_network(pod, att, vmi)
         return self.store.create(kinds.POD, pod)
 
-    def _attach_network(self, pod: dict[str, Any], att: Attachment) -> None:
+    def _attach_network(self, pod: dict[str, Any], att: Attachment, vmi: dict[str, Any] | None = None) -> None:
         """The sandbox is up: OVN-K's and Multus' annotations, the pod IP (the default network's)."""
         md = pod["metadata"]
         ns, node = md["namespace"], pod["spec"]["nodeName"]
@@ -803,7 +803,19 @@ class KubeVirtController(Controller):
             if default is not None:
                 self.pod_addresses[(ns, md["name"])] = (node, default[0])
                 md["annotations"][POD_ADDRESS_ANNOTATION] = "default"
-        md["annotations"].update(self._network_annotations(ns, att, default))
+        extra = self._network_annotations(ns, att, default)
+        secondary = [
+            n["multus"]["networkName"]
+            for n in ((vmi or {}).get("spec") or {}).get("networks") or []
+            if isinstance(n.get("multus"), dict) and n["multus"].get("networkName")
+        ]
+        if secondary:
+            networks = json.loads(extra["k8s.ovn.org/pod-networks"])
+            for nad in secondary:
+                key = nad if "/" in nad else f"{ns}/{nad}"
+                networks[key] = {"ip_addresses": None, "mac_address": "", "role": "secondary"}
+            extra["k8s.ovn.org/pod-networks"] = json.dumps(networks, separators=(",", ":"))
+        md["annotations"].update(extra)
         if pod_ip:
             pod["status"]["podIP"] = pod_ip
             pod["status"]["podIPs"] = [{"ip": pod_ip}]
@@ -827,6 +839,7 @@ class KubeVirtController(Controller):
                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},
                 {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
                 {"type": "Ready", "status": ready, "lastTransitionTime": now},
+                {"type": "kubevirt.io/virtual-machine-unpaused", "status": "True", "lastTransitionTime": now},
             ]
             st.setdefault("startTime", now)
             state: dict[str, Any]
@@ -942,7 +955,7 @@ class KubeVirtController(Controller):
         else:
 
             def network(o: dict[str, Any]) -> None:
-                self._attach_network(o, att)
+                self._attach_network(o, att, vmi)
 
             self.rt.mutate_status(kinds.POD, ns, pod_name, network)
         pods = self.active_pods(vmi)

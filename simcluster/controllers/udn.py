@@ -14,16 +14,16 @@ What it does, in the order OVN-K does it (facts: ovn-kubernetes.md b and d):
 * namespaces no longer selected lose their NAD, through the same in-use check as deletion;
 * on deletion each NAD is released (finalizer removed, then deleted) only while nothing uses it, then
   the (C)UDN finalizer goes. Otherwise ``NetworkCreated`` is False with the "network in use" message
-  and the controller retries when a VMI in that namespace goes away;
+  and the controller retries when a pod in that namespace goes away;
 * ``NetworkCreated`` is merged into the status, leaving conditions of other writers (the IPAM
   controller's ``NetworkAllocationSucceeded``) alone; ``lastTransitionTime`` moves only when the
   status flips (``meta.SetStatusCondition``). OVN-K sets no ``observedGeneration`` on this condition.
 
-In the simulator there are no virt-launcher pods: a VirtualMachineInstance stands for its pod. A VMI
-"uses" a Primary network when it exists in the namespace (any phase, being deleted included: OVN-K
-lists every pod without a phase filter), a Secondary one when a ``multus`` network of its spec names
-the NAD. The "network in use by the following pods" list names the VMIs as ``<namespace>/<vmi>``
-(real clusters show ``<namespace>/virt-launcher-<vmi>-<suffix>``), so a user can find them.
+A pod "uses" the network when its ``k8s.ovn.org/pod-networks`` annotation has the NAD's key
+``<namespace>/<name>`` (nad.go ``NetAttachDefNotInUse``: every pod of the namespace, any phase, being
+deleted included). In the simulator those pods are the virt-launcher pods of VMIs (Completed source
+pods of migrations included, until their VMI goes), so the "network in use by the following pods"
+list names them as ``<namespace>/virt-launcher-<vm>-<suffix>``.
 
 OVN-K records no Events for NAD sync errors (its event recorder serves only the subsystem
 conditions), so neither does this controller: the condition carries the error.
@@ -35,6 +35,7 @@ CUDNs that track the namespace or whose selector matches its old or new labels.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -66,6 +67,7 @@ NAME_LABEL = "kubernetes.io/metadata.name"  # kube-apiserver sets it on every na
 CUDN_KIND = "ClusterUserDefinedNetwork"
 UDN_KIND = "UserDefinedNetwork"
 
+POD_NETWORKS = "k8s.ovn.org/pod-networks"
 # A work-queue key: ("cudn", "", name) or ("udn", namespace, name).
 Key = tuple[str, str, str]
 Predicate = Callable[[Mapping[str, str]], bool]
@@ -135,7 +137,7 @@ class UDNController(Controller):
     """NADs, finalizers and the NetworkCreated condition for CUDNs and UDNs."""
 
     name = "udn"
-    resources = (kinds.CUDN, kinds.UDN, kinds.NAD, kinds.NAMESPACE, kinds.VMI, kinds.NETWORK_CONFIG)
+    resources = (kinds.CUDN, kinds.UDN, kinds.NAD, kinds.NAMESPACE, kinds.POD, kinds.NETWORK_CONFIG)
 
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
@@ -148,7 +150,7 @@ class UDNController(Controller):
         self._selectors: dict[str, tuple[str, Predicate | None]] = {}  # cudn name → (uid/generation, predicate)
         # namespace → names, kept from events and from this controller's own writes (cheap per-namespace lookups)
         self._nads: dict[str, set[str]] = {}
-        self._vmis: dict[str, set[str]] = {}
+        self._pods: dict[str, dict[str, frozenset[str]]] = {}  # namespace → pod → NAD keys in its pod-networks
         # namespace → networks whose NAD there waits for its users to go, or failed there and may recover
         self._blocked: dict[str, set[Key]] = {}
         self._failed: dict[str, set[Key]] = {}
@@ -157,13 +159,12 @@ class UDNController(Controller):
     # ---- events --------------------------------------------------------------------------
     def resync(self) -> None:
         self._nads.clear()
-        self._vmis.clear()
+        self._pods.clear()
         for nad in self.store.items(kinds.NAD):
             md = nad["metadata"]
             self._nads.setdefault(md["namespace"], set()).add(md["name"])
-        for vmi in self.store.items(kinds.VMI):
-            md = vmi["metadata"]
-            self._vmis.setdefault(md["namespace"], set()).add(md["name"])
+        for pod in self.store.items(kinds.POD):
+            self._track_pod(pod)
         for cudn in self.store.items(kinds.CUDN):
             self._enqueue(("cudn", "", cudn["metadata"]["name"]))
         for udn in self.store.items(kinds.UDN):
@@ -188,14 +189,16 @@ class UDNController(Controller):
             self._on_nad(ev)
         elif res == kinds.NAMESPACE.key:
             self._on_namespace(ev)
-        elif res == kinds.VMI.key:
+        elif res == kinds.POD.key:
             ns = md["namespace"]
             if ev.type == "DELETED":
-                self._vmis.get(ns, set()).discard(md["name"])
+                self._pods.get(ns, {}).pop(md["name"], None)
                 for key in self._blocked.pop(ns, ()):
                     self._enqueue(key)
-            else:
-                self._vmis.setdefault(ns, set()).add(md["name"])
+            elif ev.old is None or (ev.old["metadata"].get("annotations") or {}).get(POD_NETWORKS) != (
+                md.get("annotations") or {}
+            ).get(POD_NETWORKS):
+                self._track_pod(ev.obj)
         elif res == kinds.NETWORK_CONFIG.key and md["name"] == "cluster":
             self._internal = None
             self._internal_version += 1
@@ -352,22 +355,25 @@ class UDNController(Controller):
                 out.add(ns)
         return out
 
+    def _track_pod(self, pod: Mapping[str, Any]) -> None:
+        md = pod["metadata"]
+        raw = (md.get("annotations") or {}).get(POD_NETWORKS)
+        keys: frozenset[str] = frozenset()
+        if raw:
+            try:
+                parsed = json.loads(raw)
+                keys = frozenset(parsed) if isinstance(parsed, dict) else frozenset()
+            except ValueError:
+                keys = frozenset()
+        if keys:
+            self._pods.setdefault(md["namespace"], {})[md["name"]] = keys
+        else:
+            self._pods.get(md["namespace"], {}).pop(md["name"], None)
+
     def _users(self, owner: Mapping[str, Any], ns: str, cluster_udn: bool) -> list[str]:
-        """`ns/<vmi>` of every VMI on this network in `ns` (VMIs stand for their virt-launcher pods)."""
-        name = owner["metadata"]["name"]
-        primary = _role(owner, cluster_udn) == "primary"
-        out = []
-        for vmi_name in sorted(self._vmis.get(ns, ())):
-            vmi = self.store.try_get(kinds.VMI, ns, vmi_name)
-            if vmi is None:
-                continue
-            if not primary:
-                wanted = {name, f"{ns}/{name}"}
-                nets = (vmi.get("spec") or {}).get("networks") or []
-                if not any((n.get("multus") or {}).get("networkName") in wanted for n in nets):
-                    continue
-            out.append(f"{ns}/{vmi_name}")
-        return out
+        """`ns/<pod>` of every pod whose pod-networks annotation has this network's NAD key."""
+        key = f"{ns}/{owner['metadata']['name']}"
+        return sorted(f"{ns}/{pod}" for pod, keys in self._pods.get(ns, {}).items() if key in keys)
 
     def _existing_primary(self, ns: str) -> str | None:
         for nad_name in sorted(self._nads.get(ns, ())):
