@@ -166,7 +166,13 @@ def import_floor(repeat: int = 3) -> float:
     return statistics.median(times)
 
 
-def run(quick: bool = False, runs: int | None = None, vms: int | None = None, db: str | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    runs: int | None = None,
+    vms: int | None = None,
+    db: str | None = None,
+    command_repeat: int = 3,
+) -> dict[str, Any]:
     n_runs = runs or (10 if quick else 100)
     n_vms = vms or (1000 if quick else 10_000)
     tmp = Path(tempfile.mkdtemp(prefix="bench-history-"))
@@ -212,11 +218,11 @@ def run(quick: bool = False, runs: int | None = None, vms: int | None = None, db
         since_s, recent = timed(lambda: store.runs(network="udn-bench-l3", since=since))
         vm_s, events = timed(lambda: store.vm_history("ns-1", "vm-0"))
         html_s, html = timed(lambda: history_html(rows, source=store.display_url), repeat=3)
-    cmd_history_s, out = command([], str(url.render_as_string(hide_password=False)))
+    cmd_history_s, out = command([], str(url.render_as_string(hide_password=False)), command_repeat)
     assert out.count("nightly-") == n_runs
-    cmd_vm_s, vm_out = command(["--vm", "ns-1/vm-0"], str(url.render_as_string(hide_password=False)))
+    cmd_vm_s, vm_out = command(["--vm", "ns-1/vm-0"], str(url.render_as_string(hide_password=False)), command_repeat)
     assert "addresses over time" in vm_out
-    floor_s = import_floor()
+    floor_s = import_floor(command_repeat)
 
     db_size = sum(p.stat().st_size for p in tmp.glob("history.sqlite*")) if backend == "sqlite" else None
     vm_rows = counts["history_vms"]

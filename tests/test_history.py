@@ -570,7 +570,7 @@ def test_bench_history_small_run() -> None:
     """The benchmark (bench/history.py) runs end to end at a small size; its figures are plain rows."""
     from bench import history as bench_history
 
-    res = bench_history.run(runs=3, vms=300)
+    res = bench_history.run(runs=3, vms=300, command_repeat=1)
     assert res["rows"]["history_runs"] == 3 and res["rows"]["history_vms"] == 900
     assert res["queries"]["vmEvents"] >= 3  # one inventory row per run, plus its moves
     assert all({"name", "value", "unit"} <= f.keys() for f in res["figures"])
