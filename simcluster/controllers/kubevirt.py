@@ -159,6 +159,7 @@ class KubeVirtController(Controller):
         cfg = self._kubevirt_config()
         self.controller_bucket = TokenBucket(*_rate(cfg, "controllerConfiguration", DEFAULT_CONTROLLER_RATE))
         self.handler_buckets: dict[str, TokenBucket] = {}
+        self.controller_limited, self.handler_limited = self._limited(cfg)
         self.handler_workers: dict[str, WorkerPool] = {}
 
     @property
@@ -180,6 +181,18 @@ class KubeVirtController(Controller):
     def _kubevirt_config(self) -> dict[str, Any]:
         kv = self.store.try_get(kinds.KUBEVIRT, KUBEVIRT_NAMESPACE, KUBEVIRT_NAME)
         return ((kv or {}).get("spec") or {}).get("configuration") or {}
+
+    def _limited(self, cfg: dict[str, Any]) -> tuple[bool, bool]:
+        """Whether virt-controller's and virt-handler's client limits apply: always in the realistic
+        profile, and in any profile once the KubeVirt CR sets that component's rate limiter."""
+
+        def explicit(component: str) -> bool:
+            return bool(((cfg.get(component) or {}).get("restClient") or {}).get("rateLimiter") or {})
+
+        return (
+            self.profile.rate_limited or explicit("controllerConfiguration"),
+            self.profile.rate_limited or explicit("handlerConfiguration"),
+        )
 
     def registered_bindings(self) -> dict[str, Any]:
         return ((self._kubevirt_config().get("network") or {}).get("binding")) or {}
@@ -241,6 +254,7 @@ class KubeVirtController(Controller):
             if where is not None:
                 self.ipam.release_pod_address(*where)
         elif ev.resource == kinds.KUBEVIRT.key:
+            self.controller_limited, self.handler_limited = self._limited(self._kubevirt_config())
             self.controller_bucket.configure(
                 *_rate(self._kubevirt_config(), "controllerConfiguration", DEFAULT_CONTROLLER_RATE)
             )
@@ -602,7 +616,7 @@ class KubeVirtController(Controller):
 
             self.rt.mutate_status(kinds.VMI, ns, name, scheduling)
             delay = self.profile.draw(rng, self.profile.schedule) / 2
-            if self.profile.rate_limited:
+            if self.controller_limited:
                 # virt-controller's client: the pod, VMI and VM writes of this start wait for tokens
                 delay += self.controller_bucket.reserve(CONTROLLER_WRITES_PER_START)
             self.rt.later(delay, lambda: self._sandbox(ns, name, node))
@@ -990,7 +1004,7 @@ class KubeVirtController(Controller):
             or (vmi.get("status") or {}).get("phase") != "Scheduled"
         ):
             return
-        if self.profile.rate_limited and not throttled:
+        if self.handler_limited and not throttled:
             self.rt.later(self._handler_delay(node), lambda: self._boot(ns, name, node, throttled=True))
             return
         if self.rt.faults.chance(self.rt.faults.vmi_start_failure_rate) or node in self._not_ready:
