@@ -1,112 +1,45 @@
-"""The seed's runbook, step by step, on the simulated cluster — as an administrator does it by hand:
-two labelled namespaces, a ClusterUserDefinedNetwork, one VM in each, console login and ping, then
-`virtctl migrate` and a look at the IPs. Layer3 moves the address into the target node's subnet;
-Layer2 keeps it."""
+"""The seed's runbook, step by step, on the simulated cluster, as an administrator does it by hand: two
+labelled namespaces, a ClusterUserDefinedNetwork, one VM in each, console login and ping, then
+`virtctl migrate` and a look at the addresses, as the cluster reports them and as the guests see them.
+
+Layer3 asserts what upstream implies (simcluster/FIDELITY.md): OVN-Kubernetes answers VM DHCP only on
+Layer2 primary networks, so the Layer3 guests hold no IPv4 address and cannot ping; the launcher
+pods get addresses from their node's subnet, and the migrated VM's target pod another one, which the
+guest never learns. Layer2 asserts what OVN-K's e2e "should keep ip" asserts: the VMI's addresses
+survive the migration, the guest holds them, and the gateway's neighbour entry carries the MAC derived
+from the gateway's address.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from test_sim_fidelity import Cluster, iface, link_local, ovn_mac, udn_status, wait_for
 
 from simcluster import ClusterConfig, SimCluster
-from tasks.console import ConsoleSession
-from tasks.kube import ClusterTarget, Kube
-
-PASSWORD = "runbook-pw"
 
 
 @pytest.fixture(scope="module")
-def kube() -> Iterator[Kube]:
+def cl() -> Iterator[Cluster]:
     with SimCluster(config=ClusterConfig(nodes=3, profile="fast")) as sim:
-        yield Kube(ClusterTarget(kubeconfig=str(sim.kubeconfig)), qps=0)
+        yield Cluster(sim)
 
 
-def _wait(fn: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = fn()
-        if out:
-            return out
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+def _namespaces_and_network(cl: Cluster, topology: str, suffix: str) -> tuple[str, str, str, str]:
+    from kubernetes import client
 
-
-def _vm(ns: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubevirt.io/v1",
-        "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "runStrategy": "Always",
-            "template": {
-                "spec": {
-                    "domain": {
-                        "devices": {
-                            "interfaces": [{"name": "primary", "binding": {"name": "l2bridge"}}],
-                            "disks": [{"name": "cloudinitdisk", "disk": {"bus": "virtio"}}],
-                        },
-                        "resources": {"requests": {"memory": "1Gi"}},
-                    },
-                    "networks": [{"name": "primary", "pod": {}}],
-                    "volumes": [
-                        {
-                            "name": "cloudinitdisk",
-                            "cloudInitNoCloud": {
-                                "userData": f"#cloud-config\npassword: {PASSWORD}\nchpasswd: {{ expire: False }}\n"
-                            },
-                        }
-                    ],
-                }
-            },
-        },
-    }
-
-
-def _running(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        vmi = kube.get("kubevirt.io/v1", "VirtualMachineInstance", name, ns)
-        st = (vmi or {}).get("status") or {}
-        return vmi if st.get("phase") == "Running" and (st.get("interfaces") or [{}])[0].get("ipAddress") else None
-
-    return _wait(ready)
-
-
-def _ip(vmi: dict[str, Any]) -> str:
-    return vmi["status"]["interfaces"][0]["ipAddress"]
-
-
-def _node_subnet(kube: Kube, node: str, network: str) -> ipaddress.IPv4Network:
-    ann = json.loads(kube.get("v1", "Node", node)["metadata"]["annotations"]["k8s.ovn.org/node-subnets"])
-    return ipaddress.ip_network(ann[network][0])
-
-
-def _ping(kube: Kube, ns: str, vm: str, target: str) -> tuple[str, int]:
-    with ConsoleSession(kube, ns, vm, connect_timeout=30) as session:
-        session.login("fedora", PASSWORD)
-        return session.run(f"ping -c 3 -W 2 -q {target}")
-
-
-@pytest.mark.parametrize("topology", ["Layer3", "Layer2"])
-def test_seed_runbook(kube: Kube, topology: str) -> None:
-    suffix = uuid.uuid4().hex[:5]
     ns7, ns8 = f"namespace-7-{suffix}", f"namespace-8-{suffix}"
-    # 1-2. namespaces labelled at creation
-    for ns in (ns7, ns8):
-        kube.create(
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": ns, "labels": {"k8s.ovn.org/primary-user-defined-network": ""}},
-            }
+    for ns in (ns7, ns8):  # 1-2. namespaces labelled at creation
+        cl.core.create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(name=ns, labels={"k8s.ovn.org/primary-user-defined-network": ""})
+            )
         )
-    # 3. the ClusterUserDefinedNetwork
-    name = f"udn-cluster-primary-{topology.lower()}-{suffix}"
+    name = f"udn-cluster-primary-{topology.lower()}-{suffix}"  # 3. the ClusterUserDefinedNetwork
     cidr = "192.168.0.0/16" if topology == "Layer3" else "10.123.0.0/16"
     network = (
         {"topology": "Layer3", "layer3": {"role": "Primary", "subnets": [{"cidr": cidr, "hostSubnet": 24}]}}
@@ -116,7 +49,10 @@ def test_seed_runbook(kube: Kube, topology: str) -> None:
             "layer2": {"role": "Primary", "subnets": [cidr], "ipam": {"lifecycle": "Persistent"}},
         }
     )
-    kube.create(
+    cl.crd.create_cluster_custom_object(
+        "k8s.ovn.org",
+        "v1",
+        "clusteruserdefinednetworks",
         {
             "apiVersion": "k8s.ovn.org/v1",
             "kind": "ClusterUserDefinedNetwork",
@@ -127,59 +63,89 @@ def test_seed_runbook(kube: Kube, topology: str) -> None:
                 },
                 "network": network,
             },
-        }
+        },
     )
-    cudn = kube.wait_for(
-        "k8s.ovn.org/v1",
-        "ClusterUserDefinedNetwork",
-        name,
-        condition=lambda o: any(
+
+    def created() -> bool:
+        obj = cl.crd.get_cluster_custom_object("k8s.ovn.org", "v1", "clusteruserdefinednetworks", name)
+        return any(
             c["type"] == "NetworkCreated" and c["status"] == "True"
-            for c in ((o or {}).get("status") or {}).get("conditions") or []
-        ),
-        timeout=10,
-    )
-    assert cudn is not None
-    for ns in (ns7, ns8):
-        assert kube.get("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", name, ns) is not None
-    # 4. one VM in each namespace, both Running with addresses from the right subnets
-    kube.create(_vm(ns7, "rhel8-vm7"))
-    kube.create(_vm(ns8, "rhel8-vm8"))
-    vm7, vm8 = _running(kube, ns7, "rhel8-vm7"), _running(kube, ns8, "rhel8-vm8")
-    net_name = f"cluster_udn_{name}"
-    for vmi in (vm7, vm8):
-        if topology == "Layer3":
-            assert ipaddress.ip_address(_ip(vmi)) in _node_subnet(kube, vmi["status"]["nodeName"], net_name)
-        else:
-            assert ipaddress.ip_address(_ip(vmi)) in ipaddress.ip_network(cidr)
-    # 5. console login and ping between them
-    out, code = _ping(kube, ns7, "rhel8-vm7", _ip(vm8))
-    assert code == 0 and " 0% packet loss" in out
-    out, code = _ping(kube, ns8, "rhel8-vm8", _ip(vm7))
-    assert code == 0
-    # 6. virtctl migrate rhel8-vm8, then compare node and IP
-    old_ip, old_node = _ip(vm8), vm8["status"]["nodeName"]
-    status = kube.put_subresource(
-        f"/apis/subresources.kubevirt.io/v1/namespaces/{ns8}/virtualmachines/rhel8-vm8/migrate", {}
-    )
-    assert status == 202
-    moved = _wait(
-        lambda: (
-            (v := kube.get("kubevirt.io/v1", "VirtualMachineInstance", "rhel8-vm8", ns8))
-            and ((v.get("status") or {}).get("migrationState") or {}).get("completed")
-            and v
+            for c in (obj.get("status") or {}).get("conditions", [])
         )
-    )
+
+    wait_for(created, what="NetworkCreated")
+    for ns in (ns7, ns8):
+        assert cl.crd.get_namespaced_custom_object("k8s.cni.cncf.io", "v1", ns, "network-attachment-definitions", name)
+        cl.nets[ns] = f"cluster_udn_{name}"
+    return ns7, ns8, name, cidr
+
+
+def _node_subnet(cl: Cluster, node: str, network: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    ann = json.loads(cl.core.read_node(node).metadata.annotations["k8s.ovn.org/node-subnets"])
+    value = ann[network]
+    return ipaddress.ip_network(value[0] if isinstance(value, list) else value)
+
+
+def test_seed_runbook_layer3(cl: Cluster) -> None:
+    ns7, ns8, name, _ = _namespaces_and_network(cl, "Layer3", uuid.uuid4().hex[:5])
+    network = f"cluster_udn_{name}"
+    # 4. one VM in each namespace: Running; each launcher pod has an address from its node's subnet
+    cl.vm(ns7, "rhel8-vm7")
+    cl.vm(ns8, "rhel8-vm8")
+    vm7, vm8 = cl.running(ns7, "rhel8-vm7", agent=True), cl.running(ns8, "rhel8-vm8", agent=True)
+    pod_ip: dict[str, str] = {}
+    for ns, vm, vmi in ((ns7, "rhel8-vm7", vm7), (ns8, "rhel8-vm8", vm8)):
+        pod_ip[vm] = udn_status(cl.active_pod(ns, vm))["ips"][0]
+        assert ipaddress.ip_address(pod_ip[vm]) in _node_subnet(cl, vmi["status"]["nodeName"], network)
+        # the guest agent reports what the guest holds: its link-local address only
+        assert iface(vmi)["ipAddresses"] == [link_local(iface(vmi)["mac"])]
+    # 5. console login and ping: the guests got no address (nothing answers DHCP on Layer3)
+    with cl.console(ns7, "rhel8-vm7") as con:
+        assert con.addresses() == []
+        out, rc = con.run(f"ping -c 3 -W 2 -q {pod_ip['rhel8-vm8']}")
+        assert (out, rc) == ("ping: connect: Network is unreachable\n", 2)
+    # 6. virtctl migrate rhel8-vm8: another node, and its target pod another address and MAC
+    old_node, old_ip, old_mac = vm8["status"]["nodeName"], pod_ip["rhel8-vm8"], iface(vm8)["mac"]
+    moved = cl.migrate(ns8, "rhel8-vm8")
     assert moved["status"]["nodeName"] != old_node
-    new_ip = _ip(moved)
-    if topology == "Layer3":
-        assert new_ip != old_ip
-        assert ipaddress.ip_address(new_ip) in _node_subnet(kube, moved["status"]["nodeName"], net_name)
-        out, code = _ping(kube, ns7, "rhel8-vm7", new_ip)
-        assert code == 0, out
-        out, code = _ping(kube, ns7, "rhel8-vm7", old_ip)
-        assert code != 0 and "100% packet loss" in out
-    else:
-        assert new_ip == old_ip
-        out, code = _ping(kube, ns7, "rhel8-vm7", new_ip)
-        assert code == 0, out
+    new_ip = udn_status(cl.active_pod(ns8, "rhel8-vm8"))["ips"][0]
+    assert new_ip != old_ip
+    assert ipaddress.ip_address(new_ip) in _node_subnet(cl, moved["status"]["nodeName"], network)
+    assert iface(moved)["mac"] == old_mac != ovn_mac(new_ip)  # the guest keeps its MAC
+    with cl.console(ns8, "rhel8-vm8") as con:
+        assert con.addresses() == []
+    with cl.console(ns7, "rhel8-vm7") as con:
+        out, rc = con.run(f"ping -c 1 -W 1 -q {new_ip}")
+        assert rc == 2, out
+
+
+def test_seed_runbook_layer2(cl: Cluster) -> None:
+    ns7, ns8, _, cidr = _namespaces_and_network(cl, "Layer2", uuid.uuid4().hex[:5])
+    cl.vm(ns7, "rhel8-vm7")
+    cl.vm(ns8, "rhel8-vm8")
+    vm7, vm8 = cl.running(ns7, "rhel8-vm7", agent=True), cl.running(ns8, "rhel8-vm8", agent=True)
+    ip7, ip8 = iface(vm7)["ipAddress"], iface(vm8)["ipAddress"]
+    for ip in (ip7, ip8):
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(cidr)
+    # 5. console login and ping, both ways; the guests hold the VMI's (non-link-local) addresses
+    with cl.console(ns7, "rhel8-vm7") as con:
+        assert con.addresses() == [ip7]
+        out, rc = con.run(f"ping -c 3 -W 2 -q {ip8}")
+        assert rc == 0 and " 0% packet loss" in out
+    with cl.console(ns8, "rhel8-vm8") as con:
+        assert con.addresses() == [ip8]
+        out, rc = con.run(f"ping -c 3 -W 2 -q {ip7}")
+        assert rc == 0
+    # 6. virtctl migrate rhel8-vm8: other node, same addresses, the guest still holds them
+    old_node = vm8["status"]["nodeName"]
+    moved = cl.migrate(ns8, "rhel8-vm8")
+    assert moved["status"]["nodeName"] != old_node
+    assert iface(moved)["ipAddresses"] == iface(vm8)["ipAddresses"] and iface(moved)["mac"] == iface(vm8)["mac"]
+    gateway = str(next(ipaddress.ip_network(cidr).hosts()))
+    with cl.console(ns8, "rhel8-vm8") as con:
+        assert con.addresses() == [ip8]
+        out, rc = con.run(f"ip neigh get {gateway} dev eth0")
+        assert rc == 0 and f"lladdr {ovn_mac(gateway)}" in out
+    with cl.console(ns7, "rhel8-vm7") as con:
+        out, rc = con.run(f"ping -c 3 -W 2 -q {ip8}")
+        assert rc == 0, out

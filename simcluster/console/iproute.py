@@ -92,6 +92,8 @@ def ip_command(argv: list[str], view: IpView) -> IpResult:
     sub = args.pop(0) if args else "show"
     if obj == "route" and sub == "get":
         return _route_get(args, view)
+    if obj == "neigh" and sub == "get":
+        return _neigh_get(args, view, opts)
     if sub not in _SHOW:
         if sub in ("add", "del", "delete", "change", "replace", "flush", "set"):
             return IpResult(2, err="RTNETLINK answers: Operation not permitted\n")
@@ -407,6 +409,32 @@ def _route_get(args: list[str], view: IpView) -> IpResult:
             out=f"{dst} via {view.gateway} dev {view.ifname} src {addrs[0].ip} uid {view.uid} \n    cache \n"
         )
     return IpResult(2, err="RTNETLINK answers: Network is unreachable\n")
+
+
+def _neigh_get(args: list[str], view: IpView, opts: _Opts) -> IpResult:
+    """``ip neigh get ADDR dev DEV``: one entry of the neighbour table (a lookup, no resolution)."""
+    words = list(args)
+    dev = None
+    if "dev" in words:
+        i = words.index("dev")
+        dev = words[i + 1] if i + 1 < len(words) else None
+        del words[i : i + 2]
+    target = next((w for w in words if w not in ("to", "proxy")), None)
+    if target is None or dev is None:
+        return IpResult(255, err="Device and destination are required arguments.\n")
+    if dev != view.ifname:
+        return IpResult(1, err=f'Cannot find device "{dev}"\n')
+    n = next((x for x in view.neighbours if x.ip == target), None)
+    if n is None:
+        return IpResult(2, err="RTNETLINK answers: No such file or directory\n")
+    entry: dict = {"dst": n.ip, "dev": view.ifname}
+    if n.state != "FAILED":
+        entry["lladdr"] = n.lladdr or ovn_mac(n.ip)
+    entry["state"] = [n.state]
+    if opts.json:
+        return IpResult(out=_dump([entry], opts))
+    ll = f" lladdr {entry['lladdr']}" if "lladdr" in entry else ""
+    return IpResult(out=f"{n.ip} dev {view.ifname}{ll} {n.state}\n")
 
 
 def _show_neigh(view: IpView, opts: _Opts, dev: str | None) -> IpResult:
