@@ -12,6 +12,44 @@ from typing import Any
 from simcluster.errors import bad_request
 
 Predicate = Callable[[Mapping[str, str]], bool]
+FieldPredicate = Callable[[Mapping[str, Any]], bool]
+
+
+def _has(k: str) -> Predicate:
+    return lambda labels: k in labels
+
+
+def _lacks(k: str) -> Predicate:
+    return lambda labels: k not in labels
+
+
+def _equals(k: str, v: str) -> Predicate:
+    return lambda labels: labels.get(k) == v
+
+
+def _differs(k: str, v: str) -> Predicate:
+    return lambda labels: labels.get(k) != v
+
+
+def _one_of(k: str, vs: frozenset[str]) -> Predicate:
+    return lambda labels: labels.get(k) in vs
+
+
+def _none_of(k: str, vs: frozenset[str]) -> Predicate:
+    return lambda labels: labels.get(k) not in vs
+
+
+def _never(labels: Mapping[str, str]) -> bool:
+    return False
+
+
+def _field_equals(f: str, v: str) -> FieldPredicate:
+    return lambda o: _get_path(o, f) == v
+
+
+def _field_differs(f: str, v: str) -> FieldPredicate:
+    return lambda o: _get_path(o, f) != v
+
 
 _TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|>|<|[^\s!=,()<>]+)")
 _KEYWORDS = {"in", "notin"}
@@ -57,9 +95,9 @@ def parse_label_selector(text: str | None) -> Predicate | None:
             raise err(f"found '{key}', expected: !, identifier, or 'end of string'")
         i += 1
         if neg:
-            reqs.append(lambda labels, k=key: k not in labels)
+            reqs.append(_lacks(key))
         elif i >= len(toks) or toks[i] == ",":
-            reqs.append(lambda labels, k=key: k in labels)
+            reqs.append(_has(key))
         else:
             op = toks[i]
             i += 1
@@ -73,9 +111,9 @@ def parse_label_selector(text: str | None) -> Predicate | None:
                         f"values[0][{key}]: Invalid value: {value!r}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
                     )
                 if op == "!=":
-                    reqs.append(lambda labels, k=key, v=value: labels.get(k) != v)
+                    reqs.append(_differs(key, value))
                 else:
-                    reqs.append(lambda labels, k=key, v=value: labels.get(k) == v)
+                    reqs.append(_equals(key, value))
             elif op in _KEYWORDS:
                 if i >= len(toks) or toks[i] != "(":
                     raise err(f"found '{toks[i] if i < len(toks) else ''}', expected: '('")
@@ -91,9 +129,9 @@ def parse_label_selector(text: str | None) -> Predicate | None:
                 if op == "in":
                     if not values:
                         raise err("for 'in', 'notin' operators, values set can't be empty")
-                    reqs.append(lambda labels, k=key, vs=frozenset(values): labels.get(k) in vs)
+                    reqs.append(_one_of(key, frozenset(values)))
                 else:
-                    reqs.append(lambda labels, k=key, vs=frozenset(values): labels.get(k) not in vs)
+                    reqs.append(_none_of(key, frozenset(values)))
             elif op in ("<", ">"):
                 if i >= len(toks):
                     raise err("found '', expected: integer")
@@ -126,19 +164,19 @@ def selector_from_match(sel: Mapping[str, Any] | None) -> Predicate | None:
         return None
     reqs: list[Predicate] = []
     for k, v in (sel.get("matchLabels") or {}).items():
-        reqs.append(lambda labels, k=k, v=v: labels.get(k) == v)
+        reqs.append(_equals(k, v))
     for expr in sel.get("matchExpressions") or []:
         key, op, values = expr.get("key"), expr.get("operator"), frozenset(expr.get("values") or ())
         if op == "In":
-            reqs.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
+            reqs.append(_one_of(key, values))
         elif op == "NotIn":
-            reqs.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+            reqs.append(_none_of(key, values))
         elif op == "Exists":
-            reqs.append(lambda labels, k=key: k in labels)
+            reqs.append(_has(key))
         elif op == "DoesNotExist":
-            reqs.append(lambda labels, k=key: k not in labels)
+            reqs.append(_lacks(key))
         else:
-            reqs.append(lambda labels: False)
+            reqs.append(_never)
     return lambda labels: all(r(labels) for r in reqs)
 
 
@@ -171,9 +209,9 @@ def parse_field_selector(text: str | None, allowed: frozenset[str]) -> Callable[
         if field not in allowed:
             raise bad_request(f"field label not supported: {field}")
         if op == "!=":
-            reqs.append(lambda o, f=field, v=value: _get_path(o, f) != v)
+            reqs.append(_field_differs(field, value))
         else:
-            reqs.append(lambda o, f=field, v=value: _get_path(o, f) == v)
+            reqs.append(_field_equals(field, value))
     return lambda o: all(r(o) for r in reqs)
 
 

@@ -156,9 +156,9 @@ async def _start_site(
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx, backlog=1024, reuse_address=True)
     await site.start()
-    server = site._server
-    assert server is not None and server.sockets  # type: ignore[union-attr]
-    bound = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server: Any = site._server
+    assert server is not None and server.sockets
+    bound = server.sockets[0].getsockname()[1]
     return runner, bound
 
 

@@ -103,6 +103,9 @@ def pending_finalizers(rt: ResourceType, obj: Obj) -> list[str]:
     return out
 
 
+_list = list  # `list` inside Store's body means its method Store.list
+
+
 class Store:
     def __init__(self, history: int = 100_000) -> None:
         self.history = history
@@ -240,7 +243,7 @@ class Store:
         for o in md.get("ownerReferences") or []:
             self._dependents.setdefault(o.get("uid", ""), set()).add(ref)
 
-    def dependents(self, owner_uid: str) -> list[tuple[ResourceType, str, str]]:
+    def dependents(self, owner_uid: str) -> _list[tuple[ResourceType, str, str]]:
         return [(kinds.BY_KEY[r], ns, n) for r, ns, n in sorted(self._dependents.get(owner_uid, ()))]
 
     def generate_name(self, rt: ResourceType, namespace: str, prefix: str) -> str:
@@ -333,7 +336,7 @@ class Store:
         field_pred: Callable[[Mapping[str, Any]], bool] | None = None,
         since: int | None = None,
         max_backlog: int = 0,
-    ) -> tuple[Subscription, list[Event]]:
+    ) -> tuple[Subscription, _list[Event]]:
         """Register a subscriber; returns it with the events it missed since `since`.
 
         `since=None` replays the current state as ADDED events (watch without resourceVersion).

@@ -107,7 +107,8 @@ def agent_ips(nic: GuestNic) -> list[str]:
 
 
 def _split(ips: Sequence[str]) -> tuple[list[str], list[str]]:
-    v4, v6 = [], []
+    v4: list[str] = []
+    v6: list[str] = []
     for ip in ips:
         (v6 if ":" in ip else v4).append(ip)
     return v4, v6

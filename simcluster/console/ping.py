@@ -76,7 +76,8 @@ class PingOptions:
 class PingHost(Protocol):
     """What ping needs from the guest it runs in."""
 
-    time_scale: float
+    @property
+    def time_scale(self) -> float: ...
 
     def interface(self) -> GuestInterface | None: ...
     def gateway(self) -> str | None: ...

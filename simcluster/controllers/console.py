@@ -410,7 +410,7 @@ class ConsoleController(Controller):
         except ApiError:
             transport = request.transport
             if transport is not None:
-                transport.abort()  # type: ignore[attr-defined]
+                transport.abort()
             return ws
         guest = self._guest(vmi)
         session = _Session(ws, request.transport)

@@ -250,7 +250,7 @@ class IPAMController(Controller):
 
     def namespace_wants_udn(self, namespace: str) -> bool:
         ns = self.store.try_get(kinds.NAMESPACE, "", namespace)
-        return bool(ns) and "k8s.ovn.org/primary-user-defined-network" in (ns["metadata"].get("labels") or {})
+        return ns is not None and "k8s.ovn.org/primary-user-defined-network" in (ns["metadata"].get("labels") or {})
 
     # ---- nodes ---------------------------------------------------------------------------
     def _node_names(self) -> list[str]:
@@ -331,9 +331,9 @@ class IPAMController(Controller):
                         net.layer3.remove_node(node)
         elif ev.resource == kinds.IPAMCLAIM.key and ev.type == "DELETED":
             md = ev.obj["metadata"]
-            net = self.networks.get((ev.obj.get("spec") or {}).get("network", ""))
-            if net and net.claims is not None:
-                net.claims.release(self._claim_key(md["namespace"], md["name"]))
+            claimed = self.networks.get((ev.obj.get("spec") or {}).get("network", ""))
+            if claimed and claimed.claims is not None:
+                claimed.claims.release(self._claim_key(md["namespace"], md["name"]))
 
     # ---- workloads -----------------------------------------------------------------------
     @staticmethod

@@ -343,7 +343,7 @@ class KubeVirtController(Controller):
     def _in_backoff(self, vm: dict[str, Any]) -> bool:
         sf = (vm.get("status") or {}).get("startFailure") or {}
         retry_at = sf.get("retryAfterTimestamp")
-        return bool(retry_at) and retry_at > now_rfc3339() and self.profile.name == "realistic"
+        return isinstance(retry_at, str) and retry_at > now_rfc3339() and self.profile.name == "realistic"
 
     def _crash(self, vm: dict[str, Any], vmi: dict[str, Any]) -> None:
         ns, name = vm["metadata"]["namespace"], vm["metadata"]["name"]
@@ -554,7 +554,7 @@ class KubeVirtController(Controller):
                 best = (load, name)
         if best is not None:
             return best[1], ""
-        total = len(nodes) - (1 if exclude else 0)
+        total = len(list(nodes)) - (1 if exclude else 0)
         parts = []
         if reasons["full"]:
             parts.append(f"{reasons['full']} Insufficient devices.kubevirt.io/kvm")
@@ -619,7 +619,8 @@ class KubeVirtController(Controller):
             if self.controller_limited:
                 # virt-controller's client: the pod, VMI and VM writes of this start wait for tokens
                 delay += self.controller_bucket.reserve(CONTROLLER_WRITES_PER_START)
-            self.rt.later(delay, lambda: self._sandbox(ns, name, node))
+            placed = node
+            self.rt.later(delay, lambda: self._sandbox(ns, name, placed))
             return
         if phase == "Scheduling" and st.get("nodeName") is None:
             node = self.placed.get((ns, name))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cidr import is_cidr, parse_cidr
+from .cidr import Cidr, is_cidr, parse_cidr
 from .schema import Rule, Schema, arr, integer, label_selector, obj, string
 
 CIDR_INVALID = "CIDR is invalid"
@@ -39,6 +39,13 @@ VLAN_ACCESS = "vlan access config is required when vlan mode is 'Access', and fo
 
 
 # --- CEL helpers ------------------------------------------------------------------------------
+def _cidr(value: Any) -> Cidr:
+    """A CIDR already checked with ``is_cidr`` (the CEL rules guard with ``isCIDR`` first)."""
+    parsed = parse_cidr(value)
+    assert parsed is not None
+    return parsed
+
+
 def _family(value: Any) -> int | None:
     c = parse_cidr(value)
     return c.family if c else None
@@ -112,9 +119,7 @@ def _layer3(mtu_message: str) -> Schema:
             Rule(
                 HOSTSUBNET_SMALLER,
                 lambda s: (
-                    "hostSubnet" not in s
-                    or not is_cidr(s.get("cidr"))
-                    or s["hostSubnet"] > parse_cidr(s["cidr"]).prefix
+                    "hostSubnet" not in s or not is_cidr(s.get("cidr")) or s["hostSubnet"] > _cidr(s["cidr"]).prefix
                 ),
             ),
             Rule(
@@ -122,7 +127,7 @@ def _layer3(mtu_message: str) -> Schema:
                 lambda s: (
                     "hostSubnet" not in s
                     or not is_cidr(s.get("cidr"))
-                    or parse_cidr(s["cidr"]).family != 4
+                    or _cidr(s["cidr"]).family != 4
                     or s["hostSubnet"] < 32
                 ),
             ),
