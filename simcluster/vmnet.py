@@ -106,6 +106,15 @@ def agent_ips(nic: GuestNic) -> list[str]:
     return [*nic.ips, link_local(nic.mac)]
 
 
+def kubevirt_at_least(version: str, major: int, minor: int) -> bool:
+    """Compare a ``vX.Y.Z`` KubeVirt version (pre-release suffixes ignored)."""
+    parts = version.lstrip("v").split("-")[0].split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= (major, minor)
+    except (IndexError, ValueError):
+        return True
+
+
 def _split(ips: Sequence[str]) -> tuple[list[str], list[str]]:
     v4: list[str] = []
     v6: list[str] = []
@@ -114,9 +123,21 @@ def _split(ips: Sequence[str]) -> tuple[list[str], list[str]]:
     return v4, v6
 
 
-def merge_agent(pod_ips: Sequence[str], reported: Sequence[str]) -> list[str]:
-    """KubeVirt's merge of guest-agent data into an interface status, per family: the agent's
-    addresses replace the pod's when the status had none of that family or the agent reports none."""
+def merge_agent(pod_ips: Sequence[str], reported: Sequence[str], per_family: bool) -> list[str]:
+    """KubeVirt's merge of guest-agent data into an interface status (netstat.go
+    ``updateVMIIfaceStatusWithGuestAgentData``).
+
+    Up to KubeVirt 1.5 (``per_family`` False) the whole interface: the agent's addresses replace the
+    pod's only when the status has no address or the agent reports none at all; the agent's primary
+    address is its first IPv4, else its first address (a link-local IPv6 counts). From KubeVirt 1.6
+    per family: the agent's addresses of a family replace the pod's when the status has none of that
+    family or the agent reports none of it (so a guest with only a link-local address clears the
+    pod's IPv4)."""
+    if not per_family:
+        a4, _ = _split(reported)
+        agent_primary = a4[0] if a4 else (reported[0] if reported else "")
+        status_primary = pod_ips[0] if pod_ips else ""
+        return list(reported) if not status_primary or not agent_primary else list(pod_ips)
     s4, s6 = _split(pod_ips)
     a4, a6 = _split(reported)
     if not s4 or not a4:
@@ -127,7 +148,7 @@ def merge_agent(pod_ips: Sequence[str], reported: Sequence[str]) -> list[str]:
 
 
 def interface_status(
-    name: str, pod_ips: Sequence[str], pod_interface: str, nic: GuestNic | None, agent: bool
+    name: str, pod_ips: Sequence[str], pod_interface: str, nic: GuestNic | None, agent: bool, per_family: bool = False
 ) -> dict[str, object]:
     """One ``status.interfaces[]`` entry of a pod-network binding-plugin interface."""
     mac = nic.mac if nic is not None else ""
@@ -135,7 +156,7 @@ def interface_status(
     sources = [INFO_DOMAIN]
     entry: dict[str, object] = {"name": name}
     if agent and nic is not None:
-        ips = merge_agent(ips, agent_ips(nic))
+        ips = merge_agent(ips, agent_ips(nic), per_family)
         sources.append(INFO_GUEST_AGENT)
         entry["interfaceName"] = "eth0"
     sources.append(INFO_MULTUS)

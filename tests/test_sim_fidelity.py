@@ -381,8 +381,9 @@ def test_layer3_guest_gets_no_address_and_reaches_nothing(cl: Cluster) -> None:
     assert ipaddress.ip_address(ip_a) in node_subnet(cl, ns, "worker-0") and ip_a.endswith(".3")
     # OVN-K derives the port's MAC from its address; the domain (managedTap) takes the pod's MAC
     assert udn_status(pod_a)["mac"] == ovn_mac(ip_a) == iface(a)["mac"]
-    # with the guest agent, the status shows what the guest holds: only its link-local address
-    assert iface(a)["ipAddresses"] == [link_local(iface(a)["mac"])]
+    # KubeVirt 1.5 (OpenShift 4.19) keeps the pod's address although the guest agent reports only the
+    # guest's link-local one: the status says an address the guest does not hold
+    assert iface(a)["ipAddresses"] == [ip_a]
     assert iface(a)["infoSource"] == "domain, guest-agent, multus-status" and iface(a)["interfaceName"] == "eth0"
     with cl.console(ns, "a") as con:
         assert con.addresses() == []
@@ -395,7 +396,7 @@ def test_layer3_guest_gets_no_address_and_reaches_nothing(cl: Cluster) -> None:
     with cl.console(ns, "b") as con:  # no VM on the network has an address to ping from
         out, rc = con.run(f"ping -c 2 -W 1 -q {ip_a}")
         assert (out, rc) == ("ping: connect: Network is unreachable\n", 2)
-    assert iface(b)["ipAddresses"] == [link_local(iface(b)["mac"])]
+    assert iface(b)["ipAddresses"] == [ip_b]
 
 
 def test_layer2_guest_gets_its_address_by_dhcp(cl: Cluster) -> None:
@@ -407,7 +408,7 @@ def test_layer2_guest_gets_its_address_by_dhcp(cl: Cluster) -> None:
     ip_a = udn_status(cl.active_pod(ns, "a"))["ips"][0]
     ip_b = udn_status(cl.active_pod(ns, "b"))["ips"][0]
     assert iface(a)["ipAddress"] == ip_a and ipaddress.ip_address(ip_a) in ipaddress.ip_network("10.32.0.0/16")
-    assert iface(a)["ipAddresses"] == [ip_a, link_local(iface(a)["mac"])]  # the agent adds the link-local one
+    assert iface(a)["ipAddresses"] == [ip_a]
     with cl.console(ns, "a") as con:
         assert con.addresses() == [ip_a]
         out, _ = con.run("ip -4 addr show eth0")
@@ -417,6 +418,22 @@ def test_layer2_guest_gets_its_address_by_dhcp(cl: Cluster) -> None:
         assert out.startswith(f"default via 10.32.0.1 dev eth0 proto dhcp src {ip_a} metric 100")
         out, rc = con.run(f"ping -c 2 -W 1 -q {ip_b}")
         assert "2 received, 0% packet loss" in out and rc == 0
+
+
+def test_kubevirt_1_6_shows_the_guests_link_local_address_instead() -> None:
+    """From KubeVirt 1.6 the agent's report is merged per IP family: a guest with no IPv4 address
+    clears the pod's from the status, which then shows the guest's link-local address (on Layer2 the
+    agent adds it next to the leased address)."""
+    with SimCluster(config=ClusterConfig(nodes=1, profile="fast", kubevirt_version="v1.6.0")) as sim:
+        cl = Cluster(sim)
+        ns3 = cl.network("Layer3", "10.44.0.0/16")
+        ns2 = cl.network("Layer2", "10.45.0.0/16")
+        cl.vm(ns3, "l3")
+        cl.vm(ns2, "l2")
+        l3, l2 = cl.running(ns3, "l3", agent=True), cl.running(ns2, "l2", agent=True)
+        assert iface(l3)["ipAddresses"] == [link_local(iface(l3)["mac"])] == [iface(l3)["ipAddress"]]
+        ip2 = udn_status(cl.active_pod(ns2, "l2"))["ips"][0]
+        assert iface(l2)["ipAddresses"] == [ip2, link_local(iface(l2)["mac"])]
 
 
 def test_without_guest_agent_the_status_keeps_the_pod_address(no_agent: Cluster) -> None:

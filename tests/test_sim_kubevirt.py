@@ -158,9 +158,7 @@ def ip_of(vmi: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def cl() -> Iterator[Cluster]:
-    # These tests read the pod's address (OVN-K's IPAM) from the VMI status, which holds it only while
-    # no guest agent reports the guest's own addresses (simcluster/FIDELITY.md): no agent here.
-    with SimCluster(config=ClusterConfig(nodes=4, profile="fast", options={"guestAgent": "absent"})) as sim:
+    with SimCluster(config=ClusterConfig(nodes=4, profile="fast")) as sim:
         yield Cluster(sim)
 
 

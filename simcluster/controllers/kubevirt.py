@@ -90,9 +90,11 @@ HANDLER_WORKERS = 10
 # virt-handler updates the VMI status (Scheduled → Running) and records its events.
 CONTROLLER_WRITES_PER_START = 6
 HANDLER_WRITES_PER_START = 3
-# KubeVirt v1.5 defaults (pkg/virt-config/virt-config.go); HCO sets none unless a tuningPolicy is chosen.
+# KubeVirt defaults (pkg/virt-config/virt-config.go); HCO sets none unless a tuningPolicy is chosen.
+# virt-handler's were 5/10 up to v1.6 and are 50/100 from v1.7.
 DEFAULT_CONTROLLER_RATE = (200.0, 400)
 DEFAULT_HANDLER_RATE = (5.0, 10)
+DEFAULT_HANDLER_RATE_V17 = (50.0, 100)
 GUEST_OS_INFO = {
     "id": "fedora",
     "kernelRelease": fedora.KERNEL_RELEASE,
@@ -112,11 +114,15 @@ def pod_network_name(vmi: dict[str, Any]) -> str:
 
 
 def interface_status(
-    vmi: dict[str, Any], att: Attachment, nic: vmnet.GuestNic | None = None, agent: bool = False
+    vmi: dict[str, Any],
+    att: Attachment,
+    nic: vmnet.GuestNic | None = None,
+    agent: bool = False,
+    per_family: bool = False,
 ) -> list[dict[str, Any]]:
     """`status.interfaces` as KubeVirt reports a pod-network binding-plugin interface: the pod
     interface's addresses, the domain's MAC (the guest NIC's), merged with the guest agent's report."""
-    return [vmnet.interface_status(pod_network_name(vmi), att.ips, att.pod_interface, nic, agent)]
+    return [vmnet.interface_status(pod_network_name(vmi), att.ips, att.pod_interface, nic, agent, per_family)]
 
 
 def _hostname(vmi: dict[str, Any]) -> str:
@@ -152,6 +158,13 @@ class KubeVirtController(Controller):
         self._retry_armed = False
         self._not_ready: set[str] = set()
         self.guest_agent = rt.config.option(GUEST_AGENT) == "present"
+        # KubeVirt 1.6 merges the agent's report per IP family (netstat.go); 1.5 per interface
+        self.per_family = vmnet.kubevirt_at_least(rt.config.kubevirt_version, 1, 6)
+        self.handler_default = (
+            DEFAULT_HANDLER_RATE_V17
+            if vmnet.kubevirt_at_least(rt.config.kubevirt_version, 1, 7)
+            else DEFAULT_HANDLER_RATE
+        )
         self.agents: set[str] = set()  # uids of VMIs whose guest agent is connected
         self.pod_addresses: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, pod) → (node, default-network IP)
         self.handlers: dict[str, str] = {}  # node → its virt-handler pod's IP (the migration target address)
@@ -245,7 +258,12 @@ class KubeVirtController(Controller):
             self._reconcile_vm(md["namespace"], md["name"])
         elif ev.resource == kinds.VMI.key:
             self._on_vmi(ev)
-        elif ev.resource == kinds.NODE.key and ev.type != "DELETED":
+        elif ev.resource == kinds.NODE.key and ev.type == "DELETED":
+            self.handlers.pop(md["name"], None)
+            for pod in self.store.items(kinds.POD, KUBEVIRT_NAMESPACE):
+                if (pod.get("spec") or {}).get("nodeName") == md["name"]:
+                    self.delete_pod(KUBEVIRT_NAMESPACE, pod["metadata"]["name"])
+        elif ev.resource == kinds.NODE.key:
             if ev.type == "ADDED":
                 self.ensure_handler(md["name"])
             self._retry_blocked()
@@ -258,7 +276,7 @@ class KubeVirtController(Controller):
             self.controller_bucket.configure(
                 *_rate(self._kubevirt_config(), "controllerConfiguration", DEFAULT_CONTROLLER_RATE)
             )
-            rate = _rate(self._kubevirt_config(), "handlerConfiguration", DEFAULT_HANDLER_RATE)
+            rate = _rate(self._kubevirt_config(), "handlerConfiguration", self.handler_default)
             for bucket in self.handler_buckets.values():
                 bucket.configure(*rate)
 
@@ -991,7 +1009,7 @@ class KubeVirtController(Controller):
         pool = self.handler_workers.get(node)
         if pool is None:
             pool = self.handler_workers[node] = WorkerPool(HANDLER_WORKERS)
-            rate = _rate(self._kubevirt_config(), "handlerConfiguration", DEFAULT_HANDLER_RATE)
+            rate = _rate(self._kubevirt_config(), "handlerConfiguration", self.handler_default)
             self.handler_buckets[node] = TokenBucket(*rate)
         work = self.profile.draw(self.rt.rng, self.profile.domain_start)
         wait = pool.start(work) + work
@@ -1074,7 +1092,7 @@ class KubeVirtController(Controller):
             s = o.setdefault("status", {})
             agent = o["metadata"]["uid"] in self.agents
             if att is not None:
-                s["interfaces"] = interface_status(o, att, nic, agent)
+                s["interfaces"] = interface_status(o, att, nic, agent, self.per_family)
             if agent:
                 s["guestOSInfo"] = dict(GUEST_OS_INFO)
                 _set_condition(s, _cond("AgentConnected", "True"))
