@@ -549,6 +549,10 @@ class IPAMController(Controller):
         self.attachments[key] = target
         for ip in target.ips:
             self.holders[(target.network, ip)] = key
+        if target.network == DEFAULT_NETWORK and key in self.nics:
+            # on the default network KubeVirt's masquerade binding hides the pod's address from the
+            # guest (NAT), so the guest stays reachable at the target pod's address
+            self.boot_guest(namespace, name)
         return target
 
     # ---- IPAMClaims (kubevirt/ipam-extensions + OVN-K persistent IPs) --------------------
