@@ -528,9 +528,7 @@ def test_udn_deletion_waits_for_its_vms(core: client.CoreV1Api, res: dict[str, A
     res["vmi"].create(namespace=ns, body=bare_vmi("vm-a", ns))
     pod = launcher_pod(core, ns, "vm-a")
     res["udn"].delete(name="tenant", namespace=ns)
-    message = (
-        f"failed to delete NetworkAttachmentDefinition [{ns}/tenant]: network in use by the following pods: [{ns}/{pod}]"
-    )
+    message = f"failed to delete NetworkAttachmentDefinition [{ns}/tenant]: network in use by the following pods: [{ns}/{pod}]"
     assert wait_condition(res, "tenant", "False", message, ns=ns)["reason"] == "SyncError"
     assert get_nad(res, ns, "tenant") is not None
     res["vmi"].delete(name="vm-a", namespace=ns)
