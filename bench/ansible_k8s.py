@@ -54,6 +54,7 @@ from bench.common import (
     teardown_namespaces,
 )
 from simcluster import SimCluster
+from tasks.kube.resources import VM
 from tasks.render import render_vms
 from tasks.spec import RolloutSpec
 
@@ -234,7 +235,7 @@ def playbook_run(
         tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-25:])
         raise RuntimeError(f"ansible-playbook ({how}, {total} VMs) failed ({p.returncode}):\n{tail}")
     with make_kube(cluster) as kube:
-        vms, _ = kube.list("kubevirt.io/v1", "VirtualMachine", label_selector=f"udn-rollout.io/run={spec.run_id}")
+        vms, _ = kube.list(VM, label_selector=spec.scope().selector)
     ready = sum(1 for v in vms if (v.get("status") or {}).get("ready"))
     assert ready == total, f"ansible {how}: {ready}/{total} VMs Ready"
     tasks = _task_seconds(p.stdout)

@@ -1,8 +1,9 @@
-"""What the scenario benchmarks share: measuring (wall, CPU, peak RSS), building a run's spec,
-provisioning it, fanning VMs out the way the fan-out flow does, and tearing a run down.
+"""What the scenario benchmarks share: measuring (wall, CPU, peak RSS), building a run's spec, and
+running the tool's own step functions (``tasks.provision.run_provision``, ``tasks.fanout.run_fanout``,
+``tasks.migrate.run_churn``) in-process, exactly as the command line runs them without a Prefect API.
 
-Everything talks to the simulated cluster through its kubeconfig with the tool's own `tasks.kube.Kube`,
-exactly as the flows do; only the measuring reads this process's and the server process's counters.
+Everything talks to the simulated cluster through its kubeconfig with the tool's own `tasks.kube.Kube`;
+only the measuring reads this process's and the server process's counters.
 """
 
 from __future__ import annotations
@@ -13,24 +14,22 @@ import resource
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from simcluster import ClusterConfig, SimCluster
-from tasks.fanout import CreateOutcome, ReadinessTracker, create_batch
+from tasks.fanout import FanoutResult, run_fanout
 from tasks.kube import ClusterTarget, Kube, KubeError
-from tasks.provision import provision
-from tasks.render import render_vms
+from tasks.kube.resources import CUDN, NAMESPACE
+from tasks.orchestration import collect_between_steps, tune_gc
+from tasks.provision import run_provision
 from tasks.spec import RolloutSpec
-from udn_rollout.process import collect_between_steps, tune_gc
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The bench process stands in for the tool's process, so it runs with the tool's process tuning.
 tune_gc()
-BATCH_WORKERS = 4  # the fan-out flow's ThreadPoolTaskRunner size (flows/fanout.py)
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -169,12 +168,8 @@ def make_spec(
             "network": network,
             "namespaces": {"prefix": run_id, "count": namespaces},
             "vms": {"perNamespace": per_namespace, "namePrefix": "vm"},
-            "fanout": {
-                "qps": qps if qps > 0 else 10_000,
-                "burst": burst,
-                "maxInFlight": max_in_flight,
-                "readyTimeoutSeconds": ready_timeout,
-            },
+            "api": {"qps": qps if qps > 0 else 10_000, "burst": burst, "maxInFlight": max_in_flight},
+            "fanout": {"readyTimeoutSeconds": ready_timeout},
         }
     )
 
@@ -183,69 +178,14 @@ def provision_run(cluster: SimCluster, spec: RolloutSpec) -> float:
     """Namespaces + credentials + CUDN, waited until every namespace has its NAD (not timed by callers)."""
     with make_kube(cluster) as kube:
         t0 = time.perf_counter()
-        provision(kube, spec, timeout=300)
+        run_provision(kube, spec, network_timeout=300)
         return time.perf_counter() - t0
 
 
-@dataclass
-class FanoutRun:
-    total: int
-    created: int
-    errors: list[str]
-    ready: int
-    create_s: float
-    wall_s: float
-    requests: int
-    records: list[Any] = field(default_factory=list)
-    outcomes: dict[tuple[str, str], CreateOutcome] = field(default_factory=dict)
-
-    @property
-    def create_rate(self) -> float:
-        return self.created / self.create_s if self.create_s else 0.0
-
-
-def fanout_like_flow(kube: Kube, spec: RolloutSpec) -> FanoutRun:
-    """The fan-out flow's body without Prefect: the same batches, worker counts and readiness watch.
-
-    flows/fanout.py maps `create_batch` over `spec.fanout.batch_size_for(total)`-sized batches on a
-    ThreadPoolTaskRunner of BATCH_WORKERS threads, each batch with max_in_flight // BATCH_WORKERS
-    threads, all sharing one `Kube` (limiter + in-flight cap), while one ReadinessTracker (two
-    informers) follows the VMs to Ready. Here the batches run on a plain pool of the same size, so
-    the figures leave out Prefect's per-task overhead (tens of tasks per run, ~10 ms each).
-    """
-    objs = render_vms(spec)
-    total = len(objs)
-    tracker = ReadinessTracker(kube, spec)
-    started = time.monotonic()
-    tracker.start()
-    size = spec.fanout.batch_size_for(total)
-    batches = [objs[i : i + size] for i in range(0, total, size)]
-    threads = max(1, spec.fanout.max_in_flight // BATCH_WORKERS)
-    outcomes: dict[tuple[str, str], CreateOutcome] = {}
-    try:
-        with ThreadPoolExecutor(BATCH_WORKERS, thread_name_prefix="batch") as pool:
-            futs = [pool.submit(create_batch, kube, b, spec.spec_hash(), spec.run_id, threads) for b in batches]
-            for f in futs:
-                for oc in f.result():
-                    outcomes[(oc.namespace, oc.name)] = oc
-        create_s = time.monotonic() - started
-        ok = [k for k, oc in outcomes.items() if not oc.error]
-        tracker.wait_all_ready(spec.fanout.ready_timeout_seconds, ok)
-        records = tracker.records(outcomes)
-    finally:
-        tracker.stop()
-    wall = time.monotonic() - started
-    return FanoutRun(
-        total=total,
-        created=sum(1 for oc in outcomes.values() if oc.created_at and not oc.adopted and not oc.error),
-        errors=[oc.error for oc in outcomes.values() if oc.error],
-        ready=sum(r.ready for r in records),
-        create_s=create_s,
-        wall_s=wall,
-        requests=kube.stats.requests,
-        records=records,
-        outcomes=outcomes,
-    )
+def fanout(kube: Kube, spec: RolloutSpec) -> FanoutResult:
+    """The fan-out step itself (``tasks.fanout.run_fanout``), in-process as the command line runs it
+    without a Prefect API: the same batches, worker counts and readiness watch."""
+    return run_fanout(kube, spec)
 
 
 def teardown_namespaces(cluster: SimCluster, spec: RolloutSpec, timeout: float = 900) -> float:
@@ -255,16 +195,16 @@ def teardown_namespaces(cluster: SimCluster, spec: RolloutSpec, timeout: float =
         names = spec.namespace_names()
         for ns in names:
             with contextlib.suppress(KubeError):
-                kube.delete("v1", "Namespace", ns)
+                kube.delete(NAMESPACE, ns)
         deadline = time.monotonic() + timeout
         left = set(names)
         while left and time.monotonic() < deadline:
-            items, _ = kube.list("v1", "Namespace", label_selector=f"udn-rollout.io/run={spec.run_id}")
+            items, _ = kube.list(NAMESPACE, label_selector=spec.scope().selector)
             left = {i["metadata"]["name"] for i in items}
             if left:
                 time.sleep(0.2)
         with contextlib.suppress(KubeError):
-            kube.delete("k8s.ovn.org/v1", "ClusterUserDefinedNetwork", spec.network.name)
+            kube.delete(CUDN, spec.network.name)
     return time.perf_counter() - t0
 
 

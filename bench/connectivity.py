@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from bench.common import (
-    fanout_like_flow,
+    fanout,
     figure,
     load_average,
     make_kube,
@@ -37,10 +37,9 @@ from bench.common import (
 )
 from tasks.connectivity import credentials_from_secret, run_probes
 from tasks.kube import Kube
+from tasks.kube.resources import VMI
 from tasks.probeplan import VMEndpoint, group_by_source, plan_probes
-from tasks.spec import RUN_LABEL
-
-VMI_API = ("kubevirt.io/v1", "VirtualMachineInstance")
+from tasks.scope import RUN_LABEL
 
 
 def synthetic_fleet(vms: int, nodes: int, namespaces: int) -> list[VMEndpoint]:
@@ -96,7 +95,7 @@ def planning(vms: int, nodes: int, namespaces: int, k: int = 8, repeats: int = 5
 
 
 def endpoints(kube: Kube, run_id: str) -> list[VMEndpoint]:
-    vmis, _ = kube.list(*VMI_API, label_selector=f"{RUN_LABEL}={run_id}")
+    vmis, _ = kube.list(VMI, label_selector=f"{RUN_LABEL}={run_id}")
     out = []
     for v in vmis:
         st = v.get("status") or {}
@@ -123,7 +122,7 @@ def matrix(vms: int, max_sessions: int = 32, k: int = 8) -> dict[str, Any]:
         )
         provision_run(cluster, spec)
         kube = make_kube(cluster, qps=0)
-        res = fanout_like_flow(kube, spec)
+        res = fanout(kube, spec)
         assert res.ready == spec.total_vms(), f"{res.ready}/{spec.total_vms()} VMs ready"
         eps = endpoints(kube, spec.run_id)
         assert len(eps) == spec.total_vms()

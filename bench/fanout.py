@@ -4,7 +4,7 @@ isolated simulated cluster in one run.
 
     uv run python -m bench.fanout [--quick]            # or as part of: uv run python -m bench fanout
 
-How udn-rollout is driven: the fan-out flow's body without Prefect (`bench.common.fanout_like_flow`):
+How udn-rollout is driven: its fan-out step in-process, as the command line runs it (`tasks.fanout.run_fanout`):
 the same `tasks.fanout.create_batch` batches (`spec.fanout.batch_size_for`, ~32 per run) on 4 batch
 workers with maxInFlight/4 threads each, one shared `tasks.kube.Kube` (token bucket + in-flight cap),
 and the same `ReadinessTracker` (one VMI and one VM watch for the run). Prefect's own cost — its
@@ -37,7 +37,7 @@ import yaml
 from bench.ceiling import minimal_client_creates
 from bench.common import (
     children_cpu,
-    fanout_like_flow,
+    fanout,
     figure,
     load_average,
     make_kube,
@@ -50,14 +50,15 @@ from bench.common import (
     teardown_namespaces,
 )
 from simcluster import SimCluster
+from tasks.kube.resources import VM
 from tasks.render import render_vms
 from tasks.reports import latency_quantiles
-from tasks.spec import RolloutSpec
+from tasks.spec import ApiSpec, RolloutSpec
 
 NODES = 20
 PER_NS = 50
-_FANOUT_DEFAULTS = RolloutSpec.model_fields["fanout"].default_factory()  # what a spec without `fanout:` gets
-DEFAULT_QPS, DEFAULT_BURST = float(_FANOUT_DEFAULTS.qps), int(_FANOUT_DEFAULTS.burst)
+_API_DEFAULTS = ApiSpec()  # what a spec without `api:` gets
+DEFAULT_QPS, DEFAULT_BURST = float(_API_DEFAULTS.qps), int(_API_DEFAULTS.burst)
 
 
 class Runs:
@@ -93,22 +94,22 @@ def udn_rollout(runs: Runs, total: int, qps: float, burst: int) -> dict[str, Any
     label = f"qps {qps:g}" if qps > 0 else "qps unlimited"
     spec = runs.spec(f"fo-{total}-q{int(qps)}", total, qps=qps, burst=burst)
     provision_run(runs.cluster, spec)
-    kube = make_kube(runs.cluster, qps=qps, burst=burst, max_in_flight=spec.fanout.max_in_flight)
+    kube = make_kube(runs.cluster, qps=qps, burst=burst, max_in_flight=spec.api.max_in_flight)
     with metered(server_pid(runs.cluster)) as m:
-        res = fanout_like_flow(kube, spec)
+        res = fanout(kube, spec)
     assert res.ready == total and not res.errors, f"{res.ready}/{total} ready, errors {res.errors[:3]}"
-    steady = steady_rate([oc.created_at for oc in res.outcomes.values() if oc.created_at])
+    steady = steady_rate([oc.created_at for oc in res.outcomes if oc.created_at])
     q = latency_quantiles(res.records)
     out = {
         "vms": total,
         "qps": qps,
         "burst": burst,
-        "maxInFlight": spec.fanout.max_in_flight,
+        "maxInFlight": spec.api.max_in_flight,
         "wallSeconds": rnd(res.wall_s, 3),
         "createSeconds": rnd(res.create_s, 3),
-        "createPerSecond": rnd(res.create_rate, 1),
+        "createPerSecond": rnd(res.create_rate_per_s, 1),
         "steadyCreatePerSecond": rnd(steady, 1) if steady else None,
-        "createRateOfQps": rnd(res.create_rate / qps, 3) if qps > 0 else None,
+        "createRateOfQps": rnd(res.create_rate_per_s / qps, 3) if qps > 0 else None,
         "steadyRateOfQps": rnd(steady / qps, 3) if qps > 0 and steady else None,
         "apiRequests": res.requests,
         "clientCpuSeconds": rnd(m.client_cpu, 3),
@@ -122,8 +123,8 @@ def udn_rollout(runs: Runs, total: int, qps: float, burst: int) -> dict[str, Any
     kube.close()
     out["teardownSeconds"] = rnd(teardown_namespaces(runs.cluster, spec), 2)
     print(
-        f"  udn-rollout {total:>5} VMs {label:<14} wall {res.wall_s:7.2f} s  create {res.create_rate:7.1f}/s"
-        f"{'' if not qps else f' ({100 * res.create_rate / qps:.0f} % of qps, steady {steady or 0:.1f}/s)'}"
+        f"  udn-rollout {total:>5} VMs {label:<14} wall {res.wall_s:7.2f} s  create {res.create_rate_per_s:7.1f}/s"
+        f"{'' if not qps else f' ({100 * res.create_rate_per_s / qps:.0f} % of qps, steady {steady or 0:.1f}/s)'}"
         f"  cpu/1000 {out['clientCpuSecondsPer1000VMs']:.2f} s  peak RSS {m.peak_rss_mib:.0f} MiB",
         flush=True,
     )
@@ -184,7 +185,7 @@ def runbook(runs: Runs, total: int, workdir: Path, bulk: bool) -> dict[str, Any]
     kubectl_cpu = children_cpu() - k0
     # verify: every VM Ready
     with make_kube(runs.cluster) as kube:
-        vms, _ = kube.list("kubevirt.io/v1", "VirtualMachine", label_selector=f"udn-rollout.io/run={spec.run_id}")
+        vms, _ = kube.list(VM, label_selector=spec.scope().selector)
     ready = sum(1 for v in vms if (v.get("status") or {}).get("ready"))
     assert ready == total, f"kubectl runbook: {ready}/{total} VMs Ready"
     out = {

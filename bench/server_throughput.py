@@ -96,8 +96,8 @@ class Bench:
         config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
         cfg.connection_pool_maxsize = max(threads, 4) + 2  # the workers plus a watcher
         self.api = client.ApiClient(cfg)
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
+        self.core: Any = client.CoreV1Api(self.api)
+        self.custom: Any = client.CustomObjectsApi(self.api)
         self.phases: list[Phase] = []
 
     @contextmanager
@@ -219,7 +219,7 @@ class Bench:
         resp = self.core.list_namespaced_config_map(
             ns, watch=True, resource_version=rv, timeout_seconds=600, _preload_content=False
         )
-        got = {"events": 0, "last": 0.0}
+        got: dict[str, Any] = {"events": 0, "last": 0.0}
         done = threading.Event()
 
         def read() -> None:

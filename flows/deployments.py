@@ -1,19 +1,33 @@
-"""The Prefect deployments: the same four that prefect.yaml declares, served from one process with
-`prefect.serve` for users without a work pool (`udn-rollout serve`)."""
+"""The Prefect face of the runbook: the flows that ``prefect.yaml`` names as entrypoints, and the same
+four deployments served from one process with ``prefect.serve`` (``udn-rollout serve``)."""
 
 from __future__ import annotations
 
-from prefect import serve
-from prefect.schedules import Cron
+from typing import Any
 
-from flows.churn import churn
-from flows.rollout import rollout, rollout_from_file
-from flows.teardown import teardown
+from flows.churn import churn as churn_step
+from flows.rollout import rollout as rollout_step
+from flows.rollout import rollout_from_file as rollout_from_file_step
+from flows.teardown import teardown as teardown_step
+
+# The entrypoints (prefect.yaml): Prefect flows built from the pages, so UI runs and CLI runs share one path.
+rollout = rollout_step.flow
+rollout_from_file = rollout_from_file_step.flow
+churn = churn_step.flow
+teardown = teardown_step.flow
 
 DEPLOYMENTS = ("rollout-scheduled", "rollout-on-demand", "churn-report", "teardown")
 
+#: What the on-demand form opens with (as in prefect.yaml): a network that clashes with nothing by default.
+ON_DEMAND_EXAMPLE = {
+    "network": {"name": "udn-on-demand-l2", "topology": "Layer2", "subnets": [{"cidr": "10.220.0.0/16"}]},
+    "namespaces": {"prefix": "on-demand", "count": 2},
+}
 
-def deployments(cron: str = "0 2 * * *", spec_file: str = "specs/scheduled.yaml") -> list[object]:
+
+def deployments(cron: str = "0 2 * * *", spec_file: str = "specs/scheduled.yaml") -> list[Any]:
+    from prefect.schedules import Cron
+
     return [
         rollout_from_file.to_deployment(
             name="rollout-scheduled",
@@ -25,6 +39,7 @@ def deployments(cron: str = "0 2 * * *", spec_file: str = "specs/scheduled.yaml"
         ),
         rollout.to_deployment(
             name="rollout-on-demand",
+            parameters={"spec": ON_DEMAND_EXAMPLE},
             description="On-demand rollout: the form is the rollout spec",
             tags=["udn-rollout"],
             concurrency_limit=1,
@@ -40,5 +55,7 @@ def deployments(cron: str = "0 2 * * *", spec_file: str = "specs/scheduled.yaml"
 
 def serve_all(cron: str = "0 2 * * *", spec_file: str = "specs/scheduled.yaml") -> int:
     """Serve every deployment until interrupted (needs PREFECT_API_URL for the UI to trigger runs)."""
+    from prefect import serve
+
     serve(*deployments(cron, spec_file), limit=2)
     return 0

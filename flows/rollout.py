@@ -4,56 +4,29 @@ churn → reports. A rerun with the same run id resumes: what exists is adopted,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
-from prefect import flow
-
-from flows.churn import ChurnFailed, ChurnResult
-from flows.churn import churn as churn_flow
-from flows.common import ClusterParams, cluster_lock, connect, reports_dir, say, spec_summary
-from flows.connectivity import ConnectivityFailed, ConnectivityResult, connectivity
-from flows.fanout import FanoutFailed, fanout
+from flows.churn import churn as churn_step
+from flows.connectivity import connectivity
+from flows.fanout import fanout
 from flows.preflight import preflight
 from flows.provision import provision
-from tasks.fanout import FanoutResult
-from tasks.reports import write_run_reports
+from flows.teardown import teardown
+from tasks.history import remember
+from tasks.kube import ClusterParams, connect
+from tasks.lock import run_lock
+from tasks.orchestration import say, step
+from tasks.reports.publish import report, run_dir
+from tasks.rollout import RolloutResult
 from tasks.spec import RolloutSpec, load_spec
 
 
-class RolloutFailed(Exception):
-    """A step after provisioning failed; the reports say what, and the run can be resumed."""
-
-
-@dataclass
-class RolloutResult:
-    run_id: str
-    reports: str
-    wall_s: float
-    fanout: FanoutResult | None = None
-    connectivity: ConnectivityResult | None = None
-    churn: ChurnResult | None = None
-    problems: list[str] = field(default_factory=list)
-
-    def headline(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"runId": self.run_id, "wall_s": round(self.wall_s, 1)}
-        if self.fanout:
-            out["vms_ready"] = sum(r.ready for r in self.fanout.records)
-            out["vms"] = len(self.fanout.records)
-        if self.connectivity:
-            out["probes"] = len(self.connectivity.results)
-            out["probes_failing"] = sum(not r.passed for r in self.connectivity.results)
-        if self.churn:
-            rows = self.churn.rows
-            out["migrated"] = sum(r.node_changed for r in rows)
-            out["ip_changed"] = sum(r.ip_changed for r in rows)
-            out["stale_ip_hazards"] = sum(r.stale_ip_hazard for r in rows)
-        return out
-
-
-@flow(name="rollout", log_prints=False)
+@step("rollout")
 def rollout(
-    spec: RolloutSpec, cluster: ClusterParams | None = None, ping: bool = True, churn: bool = True
+    spec: RolloutSpec,
+    cluster: ClusterParams | None = None,
+    ping: bool = True,
+    churn: bool = True,
+    reports_dir: str | None = None,
 ) -> RolloutResult:
     """Preflight, provision the network, fan out the VMs, prove connectivity, measure migration churn.
 
@@ -62,48 +35,33 @@ def rollout(
         cluster: How to reach the cluster.
         ping: Run the connectivity ping matrix.
         churn: Run the live-migration churn step.
+        reports_dir: Where reports/<run-id>/ goes on the machine running this; empty = ./reports.
     """
     started = time.monotonic()
-    out = reports_dir(spec)
-    result = RolloutResult(spec.run_id, str(out), 0.0)
-    with cluster_lock(connect(cluster, spec)):
-        preflight(spec, cluster)
-        provision(spec, cluster, skip_preflight=True)
-        try:
-            result.fanout = fanout(spec, cluster)
-        except FanoutFailed as e:
-            result.problems.append(str(e))
+    result = RolloutResult(run_id=spec.run_id, reports=str(run_dir(spec.run_id, reports_dir)))
+    preflight(spec, cluster, reports_dir)
+    with run_lock(connect(cluster, spec.api), spec):
+        provision(spec, cluster, skip_preflight=True, reports_dir=reports_dir)
+        result.fanout = result.keep_going(lambda: fanout(spec, cluster, reports_dir))
         if ping and spec.connectivity.mode != "off":
-            try:
-                result.connectivity = connectivity(spec, cluster)
-            except ConnectivityFailed as e:
-                result.problems.append(str(e))
+            result.connectivity = result.keep_going(lambda: connectivity(spec, cluster, reports_dir))
         if churn:
-            try:
-                result.churn = churn_flow(spec, cluster)
-            except ChurnFailed as e:
-                result.problems.append(str(e))
+            result.churn = result.keep_going(lambda: churn_step(spec, cluster, reports_dir=reports_dir, record=False))
     result.wall_s = time.monotonic() - started
-    write_run_reports(
-        out,
-        run_id=spec.run_id,
-        spec_summary=spec_summary(spec),
-        figures={"rollout": result.headline()},
-        title=f"Rollout {spec.run_id}",
-    )
-    say(f"rollout {spec.run_id} finished in {result.wall_s:.0f}s; reports in {out}/summary.md")
-    if result.problems:
-        raise RolloutFailed("; ".join(result.problems))
-    return result
+    try:
+        return report(spec, result, reports_dir=reports_dir)
+    finally:
+        say(remember(result.reports))
 
 
-@flow(name="rollout-from-file", log_prints=False)
+@step("rollout-from-file", "scheduled rollout")
 def rollout_from_file(
     spec_file: str,
     overrides: list[str] | None = None,
     run_id: str | None = None,
     cluster: ClusterParams | None = None,
     teardown_after: bool = False,
+    reports_dir: str | None = None,
 ) -> RolloutResult:
     """A rollout whose spec is a file in the repository (for scheduled runs).
 
@@ -113,12 +71,11 @@ def rollout_from_file(
         run_id: Run id; empty = generated per run (a scheduled run is a new run each time).
         cluster: How to reach the cluster.
         teardown_after: Remove the run's objects once its reports are written (a nightly scale test).
+        reports_dir: Where reports/<run-id>/ goes on the machine running this; empty = ./reports.
     """
-    from flows.teardown import teardown
-
     spec = load_spec(spec_file, overrides or [], run_id=run_id)
     try:
-        return rollout(spec, cluster)
+        return rollout(spec, cluster, reports_dir=reports_dir)
     finally:
         if teardown_after:
-            teardown(spec, cluster)
+            teardown(spec, cluster, reports_dir=reports_dir)

@@ -13,15 +13,16 @@ import dataclasses
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from datetime import date, datetime, time, timedelta
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
+
+from tasks.reports.common import jsonable
 
 __all__ = [
     "ProgressHandle",
     "in_prefect_run",
-    "progress",
+    "progress_artifact",
     "publish_markdown",
     "publish_table",
     "table_records",
@@ -61,28 +62,6 @@ def _prefect_artifacts() -> Any:
     return prefect.artifacts
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-safe value: timestamps become ISO strings, NaN/NaT/±inf become None, numpy scalars Python."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if type(value).__name__ in ("NaTType", "NAType"):  # pandas missing values (NaT is a datetime)
-        return None
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and type(value).__module__.startswith("numpy"):
-        return _plain(item())
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    return str(value)
-
-
 def table_records(frame_or_records: Any) -> list[dict[str, Any]]:
     """Rows for ``create_table_artifact``: a DataFrame (a named index becomes the first column),
     dataclass records (``to_dict()`` when they have one) or mappings, each converted to plain JSON values."""
@@ -100,7 +79,7 @@ def table_records(frame_or_records: Any) -> list[dict[str, Any]]:
             r = r.to_dict()
         elif dataclasses.is_dataclass(r) and not isinstance(r, type):
             r = dataclasses.asdict(r)
-        out.append({str(k): _plain(v) for k, v in dict(r).items()})
+        out.append({str(k): jsonable(v) for k, v in dict(r).items()})
     return out
 
 
@@ -166,7 +145,7 @@ class ProgressHandle:
         )
 
 
-def progress(key: str, description: str | None = None, *, step: float = 1.0) -> ProgressHandle:
+def progress_artifact(key: str, description: str | None = None, *, step: float = 1.0) -> ProgressHandle:
     """A progress artifact at 0 %; inert outside a Prefect run (see ``ProgressHandle``)."""
     validate_key(key)
     artifact_id = None

@@ -74,9 +74,7 @@ def diff(
     nets = network_of or {}
     before_by = {(s.namespace, s.name): s for s in before}
     after_by = {(s.namespace, s.name): s for s in after}
-    mig_by: dict[Key, MigrationResult] = {}
-    for m in migrations:
-        mig_by[(m.namespace, m.vm)] = m
+    mig_by: dict[Key, MigrationResult] = {(mr.namespace, mr.vm): mr for mr in migrations}
 
     holders: dict[tuple[str, str], list[Key]] = {}
     for key, s in after_by.items():

@@ -1,4 +1,5 @@
-"""Fan-out: create every VM of the run as fast as the API allows, and follow them to Ready by watch.
+"""Fan-out: the runbook's step 4 — create the VMs, wait until they run, write down each IP — for
+hundreds to tens of thousands of VMs, as fast as the API allows, following them to Ready by watch.
 
 Creation goes through `tasks.kube` (one token bucket and one in-flight cap shared by every worker,
 retries on 429/5xx). Readiness comes from two informers (VMIs and VMs of this run, by label
@@ -20,12 +21,16 @@ from datetime import datetime
 from typing import Any
 
 from tasks.kube import Kube, KubeError, WatchEvent
+from tasks.kube.resources import VM, VMI
 from tasks.model import VMRecord
-from tasks.spec import RUN_LABEL, RolloutSpec
-
-VM_API = ("kubevirt.io/v1", "VirtualMachine")
-VMI_API = ("kubevirt.io/v1", "VirtualMachineInstance")
-SPEC_HASH = "udn-rollout.io/spec-hash"
+from tasks.orchestration import BATCH_WORKERS, say, unit
+from tasks.outcome import Artifact, FanoutFailed, StepResult
+from tasks.progress import step_progress
+from tasks.render import render_vms
+from tasks.reports.provisioning import inventory_frame, latency_quantiles, pacing_note
+from tasks.reports.state import RunParts
+from tasks.scope import RUN_LABEL, SPEC_HASH_ANNOTATION, RunScope
+from tasks.spec import RolloutSpec
 
 
 @dataclass
@@ -38,17 +43,18 @@ class CreateOutcome:
     error: str = ""
 
 
-def _ts(value: str | None) -> float | None:
+def timestamp(value: str | None) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time as the API server writes it; None when absent."""
     if not value:
         return None
     try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=__import__("datetime").UTC).timestamp()
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
 
 
-def create_vm(kube: Kube, obj: dict[str, Any], spec_hash: str, run_id: str) -> CreateOutcome:
-    """Create one VM; an existing one is adopted only when it carries this run's labels."""
+def create_vm(kube: Kube, obj: dict[str, Any], spec_hash: str, scope: RunScope) -> CreateOutcome:
+    """Create one VM; an existing one is adopted only when it is this run's (see :mod:`tasks.scope`)."""
     md = obj["metadata"]
     out = CreateOutcome(md["namespace"], md["name"])
     try:
@@ -59,25 +65,38 @@ def create_vm(kube: Kube, obj: dict[str, Any], spec_hash: str, run_id: str) -> C
     if created:
         out.created_at = time.time()
         return out
-    labels = live["metadata"].get("labels") or {}
-    if labels.get(RUN_LABEL) != run_id:
+    if not scope.owns(live):
+        labels = live["metadata"].get("labels") or {}
         out.error = (
             f"a VirtualMachine {md['namespace']}/{md['name']} exists that this run did not create "
             f"(run label {labels.get(RUN_LABEL)!r}); rename the VMs or delete it"
         )
         return out
     out.adopted = True
-    out.created_at = _ts(live["metadata"].get("creationTimestamp"))
-    out.drift = (live["metadata"].get("annotations") or {}).get(SPEC_HASH) != spec_hash
+    out.created_at = timestamp(live["metadata"].get("creationTimestamp"))
+    out.drift = (live["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION) != spec_hash
     return out
 
 
+@unit("create VM batch")
 def create_batch(
-    kube: Kube, objs: list[dict[str, Any]], spec_hash: str, run_id: str, threads: int
+    objs: list[dict[str, Any]],
+    kube: Kube,
+    spec_hash: str,
+    scope: RunScope,
+    threads: int,
+    on_done: Callable[[], None] | None = None,
 ) -> list[CreateOutcome]:
-    """Create a batch concurrently; the shared limiter in `kube` paces the whole process, not the batch."""
+    """Create a batch concurrently; the shared limiter in ``kube`` paces the whole process, not the batch."""
+
+    def one(obj: dict[str, Any]) -> CreateOutcome:
+        outcome = create_vm(kube, obj, spec_hash, scope)
+        if on_done is not None:
+            on_done()
+        return outcome
+
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="fanout") as pool:
-        return list(pool.map(lambda o: create_vm(kube, o, spec_hash, run_id), objs))
+        return list(pool.map(one, objs))
 
 
 @dataclass
@@ -95,7 +114,8 @@ class ReadinessTracker:
     def __init__(self, kube: Kube, spec: RolloutSpec) -> None:
         self.kube = kube
         self.spec = spec
-        self.selector = f"{RUN_LABEL}={spec.run_id}"
+        self.scope = spec.scope()
+        self.selector = self.scope.selector
         self.expected = {(r.namespace, r.name) for r in spec.vm_refs()}
         self.timelines: dict[tuple[str, str], _Timeline] = {}
         self.lock = threading.Condition()
@@ -104,8 +124,8 @@ class ReadinessTracker:
 
     def start(self) -> None:
         self._informers = [
-            self.kube.informer(*VMI_API, label_selector=self.selector, on_event=self._vmi_event),
-            self.kube.informer(*VM_API, label_selector=self.selector, on_event=self._vm_event),
+            self.kube.informer(VMI, label_selector=self.selector, on_event=self._vmi_event),
+            self.kube.informer(VM, label_selector=self.selector, on_event=self._vm_event),
         ]
         for inf in self._informers:
             inf.synced.wait(60)
@@ -122,7 +142,7 @@ class ReadinessTracker:
         return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
     def _vmi_event(self, ev: WatchEvent) -> None:
-        if ev.type == "RELISTED":
+        if ev.type == "RELISTED" or not self.scope.in_fleet(ev.object):
             return
         now = time.time()
         key = self._key(ev.object)
@@ -141,7 +161,7 @@ class ReadinessTracker:
         # no wake-up: waiters only care about VM readiness, which comes with the VM's own events
 
     def _vm_event(self, ev: WatchEvent) -> None:
-        if ev.type == "RELISTED":
+        if ev.type == "RELISTED" or not self.scope.in_fleet(ev.object):
             return
         now = time.time()
         key = self._key(ev.object)
@@ -214,7 +234,9 @@ class ReadinessTracker:
                 vm_status = (tl.vm or {}).get("status") or {}
                 ifaces = vmi_status.get("interfaces") or []
                 ready = bool(vm_status.get("ready"))
-                created = oc.created_at if oc else _ts(((tl.vm or {}).get("metadata") or {}).get("creationTimestamp"))
+                created = (
+                    oc.created_at if oc else timestamp(((tl.vm or {}).get("metadata") or {}).get("creationTimestamp"))
+                )
                 if created is not None and tl.scheduled is not None and created > tl.scheduled:
                     # the create call's thread can stamp its return after the watch thread saw the VMI
                     # scheduled (the VM existed by then): the earliest sighting is the better bound
@@ -259,14 +281,117 @@ def not_ready_reason(vm: dict[str, Any] | None, vmi: dict[str, Any] | None, outc
 
 
 @dataclass
-class FanoutResult:
-    records: list[VMRecord]
-    outcomes: list[CreateOutcome]
-    wall_s: float
-    create_s: float
-    created: int
-    adopted: int
-    errors: list[CreateOutcome] = field(default_factory=list)
-    all_ready: bool = False
+class FanoutResult(StepResult):
+    step = "fanout"
+    failure = FanoutFailed
+    report_file = "provisioning.md"
+    records: list[VMRecord] = field(default_factory=list)
+    outcomes: list[CreateOutcome] = field(default_factory=list)
+    create_s: float = 0.0
+    created: int = 0
+    adopted: int = 0
     requests: int = 0
-    achieved_qps: float = 0.0
+    qps: float = 0.0
+    burst: int = 0
+
+    @property
+    def errors(self) -> list[CreateOutcome]:
+        return [oc for oc in self.outcomes if oc.error]
+
+    @property
+    def ready(self) -> int:
+        return sum(r.ready for r in self.records)
+
+    @property
+    def create_rate_per_s(self) -> float:
+        """VMs created per second (not requests: creates are one request each, reads come on top)."""
+        return self.created / self.create_s if self.create_s else 0.0
+
+    def ok(self) -> bool:
+        return self.ready == len(self.records) and not self.errors
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "wall_s": round(self.wall_s, 2),
+            "create_s": round(self.create_s, 2),
+            "created": self.created,
+            "adopted": self.adopted,
+            "create_rate_per_s": round(self.create_rate_per_s, 1),
+            "ready": self.ready,
+            "total": len(self.records),
+            "api_requests": self.requests,
+        }
+
+    def problems(self) -> list[str]:
+        return [f"not ready: {r.namespace}/{r.name}: {r.reason}" for r in self.records if not r.ready]
+
+    def headline(self) -> str:
+        rate = self.create_rate_per_s
+        return (
+            f"{self.ready}/{len(self.records)} VMs ready in {self.wall_s:.1f}s ({self.created} created, "
+            f"{self.adopted} adopted, {rate:.1f} VMs/s{pacing_note(rate, self.qps, self.burst)})"
+        )
+
+    def failure_message(self) -> str:
+        bad = [r for r in self.records if not r.ready]
+        first = f": {bad[0].namespace}/{bad[0].name}: {bad[0].reason}" if bad else ""
+        return f"{len(bad)} of {len(self.records)} VMs are not Ready{first}"
+
+    def parts(self) -> RunParts:
+        return RunParts(records=self.records)
+
+    def artifacts(self) -> list[Artifact]:
+        return [
+            Artifact("vm-inventory", "VMs of the run", table=inventory_frame(self.records)),
+            Artifact(
+                "vm-latency", "VM start-up latency quantiles (ms)", table=latency_quantiles(self.records).reset_index()
+            ),
+            Artifact("provisioning", "Provisioning report", markdown_file="provisioning.md"),
+        ]
+
+
+def run_fanout(kube: Kube, spec: RolloutSpec) -> FanoutResult:
+    """Create every VM of the spec (resuming a run that was cut short) and wait by watch until all are Ready."""
+    objs = render_vms(spec)
+    total = len(objs)
+    say(
+        f"creating {total} VM{'s' if total != 1 else ''} in {len(spec.namespace_names())} namespaces "
+        f"(api.qps {spec.api.qps:g}, burst {spec.api.burst}, at most {spec.api.max_in_flight} requests in flight)"
+    )
+    tracker = ReadinessTracker(kube, spec)
+    started = time.monotonic()
+    outcomes: dict[tuple[str, str], CreateOutcome] = {}
+    tracker.start()
+    try:
+        with step_progress("VMs created", total, key="fanout-create", unit=" VMs") as created_bar:
+            size = spec.fanout.batch_size_for(total)
+            batches = [objs[i : i + size] for i in range(0, total, size)]
+            results = create_batch.map(
+                batches,
+                kube=kube,
+                spec_hash=spec.spec_hash(),
+                scope=spec.scope(),
+                threads=max(1, spec.api.max_in_flight // BATCH_WORKERS),
+                on_done=lambda: created_bar.advance(),
+            )
+        for batch in results:
+            for oc in batch:
+                outcomes[(oc.namespace, oc.name)] = oc
+        create_s = time.monotonic() - started
+        ok_keys = [k for k, oc in outcomes.items() if not oc.error]
+        with step_progress("VMs ready", len(ok_keys), key="fanout-progress", unit=" VMs") as ready_bar:
+            tracker.wait_all_ready(spec.fanout.ready_timeout_seconds, ok_keys, tick=ready_bar.update)
+        records = tracker.records(outcomes)
+    finally:
+        tracker.stop()
+    return FanoutResult(
+        wall_s=time.monotonic() - started,
+        records=records,
+        outcomes=list(outcomes.values()),
+        create_s=create_s,
+        created=sum(1 for oc in outcomes.values() if oc.created_at and not oc.adopted and not oc.error),
+        adopted=sum(1 for oc in outcomes.values() if oc.adopted),
+        requests=kube.stats.requests,
+        qps=spec.api.qps,
+        burst=spec.api.burst,
+    )

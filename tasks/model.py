@@ -62,6 +62,7 @@ class ProbeResult:
     outcome: Outcome = "error"
     exit_code: int | None = None
     error: str = ""  # console or parsing problem, when outcome is "error"
+    cause: str = ""  # why it did not match its expectation, in words (tasks.guest.cause)
 
     @property
     def passed(self) -> bool:
@@ -119,6 +120,11 @@ class ChurnRow:
     duration_s: float | None = None
     failure_reason: str = ""
     old_ip_holder: str = ""  # "<ns>/<vm>" now holding the old address (stale-IP hazard), if any
+    action: str = "migrate"  # migrate | restart | drain
+    guest_ip_before: str = ""  # what the guest itself held (read over its console), "" = none / not read
+    guest_ip_after: str = ""
+    reachable_after: str = ""  # "yes" / "no" from a peer that did not move, "" = not probed
+    cause: str = ""  # why it is not reachable after the move, in words
 
     @property
     def node_changed(self) -> bool:

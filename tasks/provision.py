@@ -1,9 +1,11 @@
 """Provisioning: namespaces labelled at creation, the credentials Secret, the ClusterUserDefinedNetwork,
 then proof that OVN-Kubernetes rendered the network into every namespace.
 
-Idempotent: every object has a deterministic name and this run's labels, so a rerun of the same run
-id adopts what exists and creates what is missing; an object with the right name that is not this
-run's is an error, never silently taken over.
+Idempotent: every object has a deterministic name and this run's labels, so a rerun of the same run id
+adopts what exists and creates what is missing; an object with the right name that is not this run's
+is an error, never silently taken over. The namespaced objects whose admission preflight could not
+judge (their namespace did not exist) are dry-run as soon as the namespaces exist, before the network
+and any VM; a refusal removes the namespaces this call created and ends the run as a failed preflight.
 """
 
 from __future__ import annotations
@@ -15,52 +17,68 @@ from typing import Any
 
 import yaml
 
-from tasks.kube import Kube, KubeError
+from tasks.kube import Kube, KubeError, WaitTimeout
+from tasks.kube.resources import CUDN, NAD, NAMESPACE, SECRET
+from tasks.orchestration import say, unit
+from tasks.outcome import Artifact, PreflightFailed, ProvisionError, StepResult
+from tasks.preflight import admission_objects, dry_run
 from tasks.render import generate_password, render_cudn, render_namespace, render_secret
-from tasks.spec import MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL, RolloutSpec
+from tasks.scope import PRIMARY_UDN_LABEL
+from tasks.spec import RolloutSpec
 
-CUDN_API = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
-NAD_API = ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
 PASSWORD_KEY = "userdata"
 
 
-class ProvisionError(Exception):
-    """Provisioning could not complete; `problems` says what, per object or namespace."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or []
-
-    def __str__(self) -> str:
-        lines = [self.args[0], *[f"  - {p}" for p in self.problems]]
-        return "\n".join(lines)
-
-
 @dataclass
-class ProvisionResult:
-    created: list[str] = field(default_factory=list)  # "Kind/name" (or ns/name) created by this call
+class ProvisionResult(StepResult):
+    step = "provision"
+    created: list[str] = field(default_factory=list)  # "Kind ns/name" created by this call
     adopted: list[str] = field(default_factory=list)  # existed from this run already
     network_ready_s: float | None = None
     conditions: list[dict[str, Any]] = field(default_factory=list)
     nads: list[str] = field(default_factory=list)
+    network: str = ""
 
+    def figures(self) -> dict[str, Any]:
+        return {
+            "namespaces": len(self.nads),
+            "created": len(self.created),
+            "adopted": len(self.adopted),
+            "network_ready_s": round(self.network_ready_s or 0, 2),
+            "wall_s": round(self.wall_s, 2),
+        }
 
-def is_ours(obj: dict[str, Any], spec: RolloutSpec) -> bool:
-    labels = obj.get("metadata", {}).get("labels") or {}
-    return labels.get(RUN_LABEL) == spec.run_id and labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+    def headline(self) -> str:
+        return (
+            f"network {self.network} ready in {len(self.nads)} namespaces "
+            f"({len(self.created)} objects created, {len(self.adopted)} adopted)"
+        )
+
+    def artifacts(self) -> list[Artifact]:
+        md = "\n".join(
+            [
+                "# Provisioning",
+                "",
+                f"Network `{self.network}` ready in {self.network_ready_s or 0:.1f}s in {len(self.nads)} namespaces.",
+                "",
+                f"Created: {len(self.created)}, adopted from this run: {len(self.adopted)}.",
+            ]
+        )
+        return [Artifact("provision", "Provisioning", markdown=md)]
 
 
 def _ref(obj: dict[str, Any]) -> str:
+    """``Kind/ns/name`` (``Kind/name`` when cluster-scoped), how provisioning lists what it made."""
     md = obj["metadata"]
     return f"{obj['kind']}/{md['namespace'] + '/' if md.get('namespace') else ''}{md['name']}"
 
 
 def ensure(kube: Kube, obj: dict[str, Any], spec: RolloutSpec, result: ProvisionResult) -> dict[str, Any]:
-    """Create `obj`, or adopt it when it exists with this run's labels; anything else is an error."""
+    """Create ``obj``, or adopt it when it exists and is this run's; anything else is an error."""
     live, created = kube.create_or_get(obj)
     if created:
         result.created.append(_ref(obj))
-    elif is_ours(live, spec):
+    elif spec.scope().owns(live):
         result.adopted.append(_ref(obj))
     else:
         raise ProvisionError(
@@ -70,6 +88,7 @@ def ensure(kube: Kube, obj: dict[str, Any], spec: RolloutSpec, result: Provision
     return live
 
 
+@unit("create namespaces")
 def ensure_namespaces(kube: Kube, spec: RolloutSpec, result: ProvisionResult) -> None:
     problems = []
     for name in spec.namespace_names():
@@ -78,17 +97,41 @@ def ensure_namespaces(kube: Kube, spec: RolloutSpec, result: ProvisionResult) ->
         except ProvisionError as e:
             problems.append(str(e.args[0]))
             continue
-        if "k8s.ovn.org/primary-user-defined-network" not in (ns["metadata"].get("labels") or {}):
+        if PRIMARY_UDN_LABEL not in (ns["metadata"].get("labels") or {}):
             problems.append(f"namespace {name} lacks the primary-network label (it cannot be added later)")
     if problems:
         raise ProvisionError("namespaces could not be prepared", problems)
 
 
+@unit("check admission of namespaced objects")
+def check_namespaced_admission(kube: Kube, spec: RolloutSpec, result: ProvisionResult) -> None:
+    """Dry-run the Secret and a VM now that a namespace exists; on a refusal, take back the namespaces
+    this call created (they hold nothing yet) and fail as the preflight would have."""
+    names = spec.namespace_names()
+    if not names:
+        return
+    refused = [d for d in (dry_run(kube, o) for o in admission_objects(spec, names[0])) if not d.ok]
+    if not refused:
+        return
+    removed = []
+    for created in list(result.created):
+        kind, _, name = created.partition("/")
+        if kind == "Namespace" and kube.delete(NAMESPACE, name):
+            removed.append(name)
+            result.created.remove(created)
+    raise PreflightFailed(
+        "preflight failed: the API server refused objects of the run: "
+        + "; ".join(f"{d.object}: {d.message}" for d in refused)
+        + (f" — the namespaces this run had just created were removed again ({', '.join(removed)})" if removed else ""),
+        ["nothing else was written: no network, no Secret, no VM"],
+    )
+
+
 def run_password(kube: Kube, spec: RolloutSpec) -> str:
     """The run's console password: read back from an existing Secret of this run, else a new one."""
     for ns in spec.namespace_names():
-        secret = kube.get("v1", "Secret", spec.credentials_secret_name(), ns)
-        if secret is not None and is_ours(secret, spec):
+        secret = kube.get(SECRET, spec.credentials_secret_name(), ns)
+        if secret is not None and spec.scope().owns(secret):
             data = (secret.get("data") or {}).get(PASSWORD_KEY)
             if data:
                 # The #cloud-config is YAML and the template quotes the password: read it as YAML, or a
@@ -103,28 +146,29 @@ def run_password(kube: Kube, spec: RolloutSpec) -> str:
     return generate_password()
 
 
-def ensure_credentials(kube: Kube, spec: RolloutSpec, password: str, result: ProvisionResult) -> None:
+@unit("create credentials")
+def ensure_credentials(kube: Kube, spec: RolloutSpec, result: ProvisionResult) -> None:
     if not spec.generates_credentials():
-        missing = [
-            ns for ns in spec.namespace_names() if kube.get("v1", "Secret", spec.credentials_secret_name(), ns) is None
-        ]
+        missing = [ns for ns in spec.namespace_names() if kube.get(SECRET, spec.credentials_secret_name(), ns) is None]
         if missing:
             raise ProvisionError(
                 f"the credentials Secret {spec.credentials_secret_name()} is missing",
                 [f"create it in namespace {ns} (key userdata: a #cloud-config with password:)" for ns in missing],
             )
         return
+    password = run_password(kube, spec)
     for ns in spec.namespace_names():
         ensure(kube, render_secret(spec, ns, password), spec, result)
 
 
+@unit("create network")
 def ensure_network(kube: Kube, spec: RolloutSpec, result: ProvisionResult) -> dict[str, Any]:
     want = render_cudn(spec)
     live, created = kube.create_or_get(want)
     if created:
         result.created.append(_ref(want))
         return live
-    if not is_ours(live, spec):
+    if not spec.scope().owns(live):
         raise ProvisionError(
             f"ClusterUserDefinedNetwork {spec.network.name} exists and is not this run's", ["pick another network.name"]
         )
@@ -137,9 +181,7 @@ def ensure_network(kube: Kube, spec: RolloutSpec, result: ProvisionResult) -> di
             ],
         )
     if (live.get("spec") or {}).get("namespaceSelector") != want["spec"]["namespaceSelector"]:
-        live = kube.patch(
-            *CUDN_API, spec.network.name, {"spec": {"namespaceSelector": want["spec"]["namespaceSelector"]}}
-        )
+        live = kube.patch(CUDN, spec.network.name, {"spec": {"namespaceSelector": want["spec"]["namespaceSelector"]}})
     result.adopted.append(_ref(want))
     return live
 
@@ -147,7 +189,7 @@ def ensure_network(kube: Kube, spec: RolloutSpec, result: ProvisionResult) -> di
 def _condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or []:
         if c.get("type") == type_:
-            return c
+            return dict(c)
     return None
 
 
@@ -180,21 +222,21 @@ def network_state(cudn: dict[str, Any] | None, namespaces: list[str]) -> tuple[s
     return "pending", ["the network has no NetworkCreated condition yet"]
 
 
+@unit("wait for the network in every namespace")
 def wait_network_ready(kube: Kube, spec: RolloutSpec, timeout: float, result: ProvisionResult) -> None:
     """Wait by watch until NetworkCreated is True for every namespace and each has its NAD."""
     namespaces = spec.namespace_names()
     started = time.monotonic()
-    last: list[dict[str, Any]] = []
 
     def done(obj: dict[str, Any] | None) -> bool:
-        state, _ = network_state(obj, namespaces)
-        last[:] = [obj] if obj else []
-        return state != "pending"
+        return network_state(obj, namespaces)[0] != "pending"
 
     try:
-        cudn = kube.wait_for(*CUDN_API, spec.network.name, condition=done, timeout=timeout)
-    except TimeoutError:
-        cudn = last[0] if last else kube.get(*CUDN_API, spec.network.name)
+        cudn = kube.wait_for(CUDN, spec.network.name, condition=done, timeout=timeout)
+    except WaitTimeout as e:
+        cudn = e.last or kube.get(CUDN, spec.network.name)
+    except KubeError as e:
+        raise ProvisionError(f"watching the network failed: {e}") from e
     state, problems = network_state(cudn, namespaces)
     result.conditions = list(((cudn or {}).get("status") or {}).get("conditions") or [])
     if state != "ready":
@@ -204,7 +246,7 @@ def wait_network_ready(kube: Kube, spec: RolloutSpec, timeout: float, result: Pr
             else f"OVN-Kubernetes rejected the network {spec.network.name}",
             problems,
         )
-    nads, _ = kube.list(*NAD_API, label_selector="k8s.ovn.org/user-defined-network")
+    nads, _ = kube.list(NAD, label_selector="k8s.ovn.org/user-defined-network")
     have = {n["metadata"]["namespace"] for n in nads if n["metadata"]["name"] == spec.network.name}
     missing = [ns for ns in namespaces if ns not in have]
     if missing:
@@ -213,14 +255,26 @@ def wait_network_ready(kube: Kube, spec: RolloutSpec, timeout: float, result: Pr
     result.network_ready_s = time.monotonic() - started
 
 
-def provision(kube: Kube, spec: RolloutSpec, *, timeout: float = 300.0) -> ProvisionResult:
-    """Namespaces → credentials → network → wait until rendered everywhere."""
-    result = ProvisionResult()
+def require_network_ready(kube: Kube, spec: RolloutSpec) -> None:
+    """Fail at once, with the fix, when the run's network is not ready (a step run on its own)."""
+    state, problems = network_state(kube.get(CUDN, spec.network.name), spec.namespace_names())
+    if state != "ready":
+        raise ProvisionError(
+            f"the network {spec.network.name} is not ready ({'; '.join(problems)}): run "
+            "`udn-rollout provision` (or `rollout`) first"
+        )
+
+
+def run_provision(kube: Kube, spec: RolloutSpec, *, network_timeout: float = 300.0) -> ProvisionResult:
+    """Namespaces → admission of namespaced objects → credentials → network → wait until rendered everywhere."""
+    started = time.monotonic()
+    result = ProvisionResult(network=spec.network.name)
+    n = len(spec.namespace_names())
+    say(f"provisioning {n} namespace{'s' if n != 1 else ''}, credentials and network {spec.network.name}")
     ensure_namespaces(kube, spec, result)
-    ensure_credentials(kube, spec, run_password(kube, spec), result)
+    check_namespaced_admission(kube, spec, result)
+    ensure_credentials(kube, spec, result)
     ensure_network(kube, spec, result)
-    try:
-        wait_network_ready(kube, spec, timeout, result)
-    except KubeError as e:
-        raise ProvisionError(f"watching the network failed: {e}") from e
+    wait_network_ready(kube, spec, network_timeout, result)
+    result.wall_s = time.monotonic() - started
     return result

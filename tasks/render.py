@@ -21,13 +21,18 @@ from typing import Any
 import jinja2
 import yaml
 
+from tasks.scope import CANARY_ROLE, CHURN_LABEL, ROLE_LABEL, canary_namespace
 from tasks.spec import RolloutSpec
+from tasks.templates import manifests_dir
 
 __all__ = [
-    "MANIFESTS_DIR",
+    "CANARY_VM",
     "PASSWORD_PLACEHOLDER",
     "generate_password",
+    "render_canary_namespace",
+    "render_canary_vm",
     "render_cudn",
+    "render_migration",
     "render_namespace",
     "render_objects",
     "render_secret",
@@ -36,8 +41,8 @@ __all__ = [
     "write_manifests",
 ]
 
-MANIFESTS_DIR = Path(__file__).resolve().parent.parent / "manifests"
 PASSWORD_PLACEHOLDER = "CHANGE-ME"
+CANARY_VM = "canary"
 TERMINATION_GRACE_PERIOD_SECONDS = 5  # fleet VMs hold no data; short grace keeps churn and teardown quick
 
 _NS, _NAME, _INDEX = "zzudnns0", "zzudnname0", "zzudnindex0"
@@ -49,7 +54,7 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def _env() -> jinja2.Environment:
     """One environment, templates compiled once; undefined variables are errors, not empty strings."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(MANIFESTS_DIR)),
+        loader=jinja2.FileSystemLoader(str(manifests_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -197,6 +202,31 @@ def render_secret(spec: RolloutSpec, namespace: str, password: str) -> dict[str,
     """The generated credential Secret in ``namespace`` (cloud-init user data with the password)."""
     _check_password(password)
     return _parse(_render_text("credentials-secret.yaml.j2", _secret_context(spec, namespace, password)))
+
+
+def render_canary_namespace(spec: RolloutSpec) -> dict[str, Any]:
+    """The isolation canary's namespace: the run's labels, role canary, no primary-network label."""
+    labels = {**spec.labels(), ROLE_LABEL: CANARY_ROLE}
+    return _parse(_render_text("canary-namespace.yaml.j2", {"name": canary_namespace(spec.run_id), "labels": labels}))
+
+
+def render_canary_vm(spec: RolloutSpec) -> dict[str, Any]:
+    """The isolation canary VM, on the default pod network of its own namespace."""
+    labels = {**spec.labels(), ROLE_LABEL: CANARY_ROLE}
+    context = {
+        "name": CANARY_VM,
+        "namespace": canary_namespace(spec.run_id),
+        "labels": labels,
+        "image": spec.vms.image,
+        "termination_grace_period_seconds": TERMINATION_GRACE_PERIOD_SECONDS,
+    }
+    return _parse(_render_text("canary-vm.yaml.j2", context))
+
+
+def render_migration(spec: RolloutSpec, namespace: str, vmi: str, churn_id: str) -> dict[str, Any]:
+    """A VirtualMachineInstanceMigration of ``namespace/vmi``, labelled with the run and the churn."""
+    labels = {**spec.labels(), CHURN_LABEL: churn_id}
+    return _parse(_render_text("migration.yaml.j2", {"namespace": namespace, "vmi": vmi, "labels": labels}))
 
 
 def render_vm(spec: RolloutSpec, namespace: str, name: str, index: int) -> dict[str, Any]:

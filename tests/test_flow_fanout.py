@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from flows.common import ClusterParams
-from flows.fanout import FanoutFailed, fanout
+from flows.fanout import fanout
 from simcluster import ClusterConfig, SimCluster
-from tasks.fanout import VM_API, VMI_API, FanoutResult
-from tasks.kube import ClusterTarget, Kube, shared_kube
-from tasks.provision import provision as provision_network
+from tasks.fanout import FanoutResult
+from tasks.kube import ClusterParams, ClusterTarget, Kube, shared_kube
+from tasks.kube.resources import VM, VMI, Resource
+from tasks.outcome import FanoutFailed
+from tasks.provision import run_provision
 from tasks.render import render_vms
 from tasks.spec import RUN_LABEL, RolloutSpec, load_spec
 
@@ -70,18 +71,18 @@ def make_spec(namespaces: int, per_namespace: int, *sets: str, base: str = "seed
 def provisioned(kube: Kube, *args: Any, **kwargs: Any) -> RolloutSpec:
     """A spec whose namespaces and network exist (provisioned with the plain functions, no Prefect)."""
     spec = make_spec(*args, **kwargs)
-    provision_network(kube, spec, timeout=30)
+    run_provision(kube, spec, network_timeout=30)
     return spec
 
 
 def flow_kube(params: ClusterParams, spec: RolloutSpec) -> Kube:
     """The process-wide client the flow uses for this spec (same target and limits)."""
-    f = spec.fanout
-    return shared_kube(params.target(), qps=f.qps, burst=f.burst, max_in_flight=f.max_in_flight)
+    a = spec.api
+    return shared_kube(params.target(), qps=a.qps, burst=a.burst, max_in_flight=a.max_in_flight)
 
 
-def run_vms(kube: Kube, spec: RolloutSpec, api: tuple[str, str] = VM_API) -> list[dict[str, Any]]:
-    items, _ = kube.list(*api, label_selector=f"{RUN_LABEL}={spec.run_id}")
+def run_vms(kube: Kube, spec: RolloutSpec, api: Resource = VM) -> list[dict[str, Any]]:
+    items, _ = kube.list(api, label_selector=f"{RUN_LABEL}={spec.run_id}")
     return items
 
 
@@ -111,7 +112,7 @@ def assert_all_ready(kube: Kube, spec: RolloutSpec) -> None:
     vms = run_vms(kube, spec)
     assert keys(vms) == expected_keys(spec), "VMs of the run differ from the plan"
     assert all((v.get("status") or {}).get("ready") for v in vms)
-    vmis = run_vms(kube, spec, VMI_API)
+    vmis = run_vms(kube, spec, VMI)
     assert keys(vmis) == expected_keys(spec)
     ips = [v["status"]["interfaces"][0]["ipAddress"] for v in vmis]
     assert len(set(ips)) == len(ips), "two VMs share an IP"
@@ -120,19 +121,19 @@ def assert_all_ready(kube: Kube, spec: RolloutSpec) -> None:
 # ---- the fleet -----------------------------------------------------------------------------------
 def test_fanout_fleet_ready_paced_with_quantiles(kube: Kube, params: ClusterParams, reports_root: Path) -> None:
     qps, burst, in_flight = 20, 5, 4
-    spec = provisioned(kube, 4, 10, f"fanout.qps={qps}", f"fanout.burst={burst}", f"fanout.maxInFlight={in_flight}")
+    spec = provisioned(kube, 4, 10, f"api.qps={qps}", f"api.burst={burst}", f"api.maxInFlight={in_flight}")
     client = flow_kube(params, spec)
     waited_before = client.stats.limiter_wait_seconds
 
     result: FanoutResult = fanout(spec, params)
 
-    assert result.all_ready and not result.errors
+    assert result.ok() and not result.errors
     assert result.created == 40 and result.adopted == 0
     assert_all_ready(kube, spec)
     # Paced: the bucket holds `burst` tokens and refills at `qps`, so 40 creates cannot beat
     # (40 - burst) / qps seconds; no more than `maxInFlight` requests were ever open at once.
     assert result.create_s >= (40 - burst) / qps
-    assert result.achieved_qps <= qps + burst / result.create_s
+    assert result.create_rate_per_s <= qps + burst / result.create_s
     assert client.stats.limiter_wait_seconds > waited_before
     assert 1 <= client.stats.in_flight_peak <= in_flight
 
@@ -168,7 +169,7 @@ def test_fanout_fleet_ready_paced_with_quantiles(kube: Kube, params: ClusterPara
 def test_fanout_survives_429_5xx_and_watch_cuts(
     cluster: SimCluster, kube: Kube, params: ClusterParams, reports_root: Path
 ) -> None:
-    spec = provisioned(kube, 4, 10, "fanout.qps=20", "fanout.burst=5", "fanout.maxInFlight=8")
+    spec = provisioned(kube, 4, 10, "api.qps=20", "api.burst=5", "api.maxInFlight=8")
     client = flow_kube(params, spec)
     before = client.stats.snapshot()
     counted = cluster.admin("GET", "/simcluster/v1/faults")["counters"]
@@ -181,7 +182,7 @@ def test_fanout_survives_429_5xx_and_watch_cuts(
         cluster.set_faults(rate_429=0.0, rate_5xx=0.0, watch_cut_seconds=0.0, retry_after_seconds=1)
     after = client.stats.snapshot()
 
-    assert result.all_ready and not result.errors
+    assert result.ok() and not result.errors
     assert result.created + result.adopted == 40
     assert_all_ready(kube, spec)  # every VM exactly once: nothing duplicated by retried creates
     assert counters.get("429", 0) > counted.get("429", 0) and counters.get("5xx", 0) > counted.get("5xx", 0)
@@ -271,7 +272,7 @@ def test_fanout_resume_adopts_existing_vms_of_the_run(kube: Kube, params: Cluste
 
     result = fanout(spec, params)
 
-    assert result.all_ready
+    assert result.ok()
     assert result.adopted == 6 and result.created == 4
     assert_all_ready(kube, spec)
     for vm in run_vms(kube, spec):  # the adopted VMs are the same objects, not recreated ones
@@ -293,7 +294,7 @@ def test_fanout_foreign_vm_with_same_name_is_an_error(kube: Kube, params: Cluste
     with pytest.raises(FanoutFailed, match="1 of 6 VMs are not Ready"):
         fanout(spec, params)
 
-    live = kube.get(*VM_API, name, ns)
+    live = kube.get(VM, name, ns)
     assert live is not None and RUN_LABEL not in live["metadata"]["labels"], "the foreign VM was taken over"
     others = [k for k in expected_keys(spec) if k != (ns, name)]
     assert keys(run_vms(kube, spec)) == others

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from flows.common import ClusterParams
-from flows.preflight import PreflightFailed
 from flows.provision import provision
 from simcluster import ClusterConfig, SimCluster
-from tasks.kube import ClusterTarget, Kube
+from tasks.kube import ClusterParams, ClusterTarget, Kube
+from tasks.kube.resources import CUDN, NAD, NAMESPACE, SECRET, VM
 from tasks.model import Check
+from tasks.outcome import PreflightFailed
 from tasks.provision import ProvisionResult
 from tasks.spec import MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL, RolloutSpec, load_spec
 from udn_rollout import cli
@@ -32,15 +32,9 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 PRIMARY = "k8s.ovn.org/primary-user-defined-network"
-CUDN = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
-NAD = ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
-INVENTORY_KINDS = [
-    ("v1", "Namespace"),
-    ("v1", "Secret"),
-    CUDN,
-    NAD,
-    ("kubevirt.io/v1", "VirtualMachine"),
-]
+
+
+INVENTORY_KINDS = [NAMESPACE, SECRET, CUDN, NAD, VM]
 NODES = 4
 
 _octets = itertools.count(40)
@@ -99,8 +93,9 @@ def make_spec(
 def inventory(kube: Kube) -> dict[tuple[str, str, str], str]:
     """Every namespace, Secret, CUDN, NAD and VM in the cluster → its resourceVersion."""
     out = {}
-    for api_version, kind in INVENTORY_KINDS:
-        items, _ = kube.list(api_version, kind)
+    for r in INVENTORY_KINDS:
+        kind = r.kind
+        items, _ = kube.list(r)
         for o in items:
             md = o["metadata"]
             out[(kind, md.get("namespace", ""), md["name"])] = md["resourceVersion"]
@@ -113,8 +108,9 @@ def run_objects(kube: Kube, spec: RolloutSpec) -> dict[tuple[str, str, str], str
     ours = {k: v for k, v in inv.items() if k[0] != "NetworkAttachmentDefinition" or k[2] == spec.network.name}
     selector = f"{RUN_LABEL}={spec.run_id}"
     labelled = set()
-    for api_version, kind in INVENTORY_KINDS:
-        items, _ = kube.list(api_version, kind, label_selector=selector)
+    for r in INVENTORY_KINDS:
+        kind = r.kind
+        items, _ = kube.list(r, label_selector=selector)
         labelled |= {(kind, o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in items}
     return {k: v for k, v in ours.items() if k in labelled}
 
@@ -138,20 +134,20 @@ def wait(cond: Callable[[], bool], timeout: float = 15, what: str = "condition")
 def assert_provisioned(kube: Kube, spec: RolloutSpec, result: ProvisionResult) -> None:
     labels = spec.labels()
     for ns in spec.namespace_names():
-        obj = kube.get("v1", "Namespace", ns)
+        obj = kube.get(NAMESPACE, ns)
         assert obj is not None, ns
         ns_labels = obj["metadata"]["labels"]
         assert ns_labels[PRIMARY] == ""
         assert ns_labels[RUN_LABEL] == spec.run_id and ns_labels[MANAGED_BY_LABEL] == MANAGED_BY_VALUE
-        nad = kube.get(*NAD, spec.network.name, ns)
+        nad = kube.get(NAD, spec.network.name, ns)
         assert nad is not None, f"no NAD in {ns}"
         conf = json.loads(nad["spec"]["config"])
         assert conf["role"] == "primary" and conf["topology"] == spec.network.topology.lower()
         assert conf["netAttachDefName"] == f"{ns}/{spec.network.name}"
-        secret = kube.get("v1", "Secret", spec.credentials_secret_name(), ns)
+        secret = kube.get(SECRET, spec.credentials_secret_name(), ns)
         assert secret is not None, f"no credentials Secret in {ns}"
         assert {k: secret["metadata"]["labels"].get(k) for k in labels} == labels
-    cudn = kube.get(*CUDN, spec.network.name)
+    cudn = kube.get(CUDN, spec.network.name)
     assert cudn is not None
     assert {k: cudn["metadata"]["labels"].get(k) for k in labels} == labels
     created = condition(cudn, "NetworkCreated")
@@ -201,7 +197,7 @@ def test_provision_happy_path(base: str, kube: Kube, params: ClusterParams, repo
     assert len(new) == len(expected) + len(spec.namespace_names())
     preflight_md = reports_root / spec.run_id / "preflight.md"
     assert preflight_md.is_file() and "CIDR overlap" in preflight_md.read_text()
-    cudn = kube.get(*CUDN, spec.network.name)
+    cudn = kube.get(CUDN, spec.network.name)
     assert cudn is not None
     net = cudn["spec"]["network"]
     assert net["topology"] == spec.network.topology
@@ -259,7 +255,7 @@ def test_preflight_namespace_without_label(kube: Kube, params: ClusterParams, re
     check = only_failure(failed, "namespaces")
     assert plain in check.detail and PRIMARY in check.detail
     assert "can only be set when a namespace is created" in check.fix
-    assert kube.get("v1", "Namespace", spec.namespace_names()[0]) is None
+    assert kube.get(NAMESPACE, spec.namespace_names()[0]) is None
 
 
 def test_preflight_namespace_with_primary_network(kube: Kube, params: ClusterParams, reports_root: Path) -> None:
@@ -278,7 +274,7 @@ def test_preflight_namespace_with_primary_network(kube: Kube, params: ClusterPar
             },
         }
     )
-    wait(lambda: kube.get(*NAD, other, taken) is not None, what=f"NAD {other} in {taken}")
+    wait(lambda: kube.get(NAD, other, taken) is not None, what=f"NAD {other} in {taken}")
     failed, _ = expect_preflight_failure(kube, params, spec, reports_root)
     check = only_failure(failed, "namespaces")
     assert f"already have a primary network: {taken} ({other})" in check.detail
@@ -350,10 +346,15 @@ def test_preflight_missing_permissions(
         "delete namespaces",
         "create secrets",
         "create clusteruserdefinednetworks.k8s.ovn.org",
+        "patch clusteruserdefinednetworks.k8s.ovn.org",
         "delete clusteruserdefinednetworks.k8s.ovn.org",
         "create virtualmachines.kubevirt.io",
         "delete virtualmachines.kubevirt.io",
         "create virtualmachineinstancemigrations.kubevirt.io",
+        "delete virtualmachineinstancemigrations.kubevirt.io",
+        "create leases.coordination.k8s.io in default",
+        "update leases.coordination.k8s.io in default",
+        "delete leases.coordination.k8s.io in default",
     ]
     named = check.detail.removeprefix("missing: ").split("; ")
     assert sorted(entry.split(" (")[0] for entry in named) == sorted(missing)
@@ -440,7 +441,7 @@ BAD_SPECS: list[tuple[str, Any, list[str], list[str]]] = [
     ("negative-per-namespace", _with("vms.perNamespace", -1), [], ["vms.perNamespace", "between 0 and"]),
     ("zero-cpu", _with("vms.cpu", 0), [], ["vms.cpu", "between 1 and"]),
     ("inline-credentials", _with("vms.credentialsSecret", "Bad Secret!"), [], ["vms.credentialsSecret"]),
-    ("zero-qps", _with("fanout.qps", 0), [], ["fanout.qps", "greater than 0"]),
+    ("zero-qps", _with("api.qps", 0), [], ["api.qps", "greater than 0"]),
     ("mtu-too-small", _with("network.mtu", 100), [], ["network.mtu", "between 576 and"]),
     (
         "layer2-subnet-too-small",
@@ -520,7 +521,7 @@ def _shape(kube: Kube, spec: RolloutSpec) -> dict[str, Any]:
             text = text.replace(real, placeholder)
         return json.loads(text)
 
-    cudn = kube.get(*CUDN, spec.network.name)
+    cudn = kube.get(CUDN, spec.network.name)
     assert cudn is not None
     out: dict[str, Any] = {
         "cudn.spec": anon(cudn["spec"]),
@@ -528,8 +529,8 @@ def _shape(kube: Kube, spec: RolloutSpec) -> dict[str, Any]:
         "cudn.conditions": anon({c["type"]: (c["status"], c["reason"]) for c in cudn["status"]["conditions"]}),
     }
     for ns in spec.namespace_names():
-        obj = kube.get("v1", "Namespace", ns)
-        nad = kube.get(*NAD, spec.network.name, ns)
+        obj = kube.get(NAMESPACE, ns)
+        nad = kube.get(NAD, spec.network.name, ns)
         assert obj is not None and nad is not None
         out[f"namespace {anon(ns)} labels"] = anon(obj["metadata"]["labels"])
         out[f"nad {anon(ns)} config"] = anon(json.loads(nad["spec"]["config"]))
@@ -556,7 +557,7 @@ def test_render_then_kubectl_apply_matches_flow(
 
     out = tmp_path / "manifests"
     spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(by_hand.to_yaml())
+    spec_file.write_text(yaml.safe_dump(by_hand.to_dict(), sort_keys=False))
     assert cli.main(["render", "-f", str(spec_file), "-o", str(out)]) == 0
     capsys.readouterr()
     creds = out / "10-credentials.yaml"
@@ -565,18 +566,18 @@ def test_render_then_kubectl_apply_matches_flow(
     _kubectl(cluster.kubeconfig, tmp_path / "cache", "apply", "-f", str(out))
 
     def rendered() -> bool:
-        cudn = kube.get(*CUDN, by_hand.network.name)
+        cudn = kube.get(CUDN, by_hand.network.name)
         return condition(cudn, "NetworkCreated").get("status") == "True" and all(
-            kube.get(*NAD, by_hand.network.name, ns) is not None for ns in by_hand.namespace_names()
+            kube.get(NAD, by_hand.network.name, ns) is not None for ns in by_hand.namespace_names()
         )
 
     wait(rendered, what="NetworkCreated for the kubectl-applied network")
     assert _shape(kube, by_hand) == _shape(kube, by_flow)
     for ns in by_hand.namespace_names():
-        secret = kube.get("v1", "Secret", by_hand.credentials_secret_name(), ns)
+        secret = kube.get(SECRET, by_hand.credentials_secret_name(), ns)
         assert secret is not None and secret["metadata"]["labels"][RUN_LABEL] == by_hand.run_id
     # The rendered VMs went in too, exactly as the spec plans them.
-    vms, _ = kube.list("kubevirt.io/v1", "VirtualMachine", label_selector=f"{RUN_LABEL}={by_hand.run_id}")
+    vms, _ = kube.list(VM, label_selector=f"{RUN_LABEL}={by_hand.run_id}")
     assert sorted((v["metadata"]["namespace"], v["metadata"]["name"]) for v in vms) == sorted(
         (r.namespace, r.name) for r in by_hand.vm_refs()
     )

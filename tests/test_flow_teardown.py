@@ -11,15 +11,12 @@ from dataclasses import dataclass
 import pytest
 from run_census import CUDN, NAD, NS, SECRET, VM, VMI, VMIM
 
-from flows.common import ClusterParams, connect
 from flows.rollout import rollout
 from flows.teardown import teardown
 from simcluster import ClusterConfig, SimCluster
-from tasks.kube import Kube
+from tasks.kube import ClusterParams, Kube, connect
+from tasks.kube.resources import CONFIGMAP, IPAMCLAIM, Resource
 from tasks.spec import MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_LABEL, RolloutSpec, load_spec
-
-IPAMCLAIM = ("k8s.cni.cncf.io/v1alpha1", "IPAMClaim")
-CONFIGMAP = ("v1", "ConfigMap")
 
 
 @dataclass
@@ -50,7 +47,7 @@ def env(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
         )
         cluster = ClusterParams(kubeconfig=str(sim.kubeconfig))
         rollout(spec, cluster, ping=False, churn=True)
-        kube = connect(cluster, spec)
+        kube = connect(cluster, spec.api)
         env = Env(sim, spec, cluster, kube, f"other-{tag}", f"{spec.run_id}-canary", f"keep-{tag}")
         kube.create(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": env.configmap, "namespace": "default"}}
@@ -78,21 +75,21 @@ def labelled(kube: Kube, run_id: str) -> dict[str, list[str]]:
     sel = f"{RUN_LABEL}={run_id}"
     out = {}
     for api in (VM, VMI, VMIM, NS, CUDN, NAD, IPAMCLAIM, SECRET):
-        items, _ = kube.list(*api, label_selector=sel)
-        out[api[1]] = sorted(f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}" for i in items)
+        items, _ = kube.list(api, label_selector=sel)
+        out[api.kind] = sorted(f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}" for i in items)
     return out
 
 
-def in_namespaces(kube: Kube, api: tuple[str, str], namespaces: list[str]) -> list[dict]:
-    items, _ = kube.list(*api)
+def in_namespaces(kube: Kube, api: Resource, namespaces: list[str]) -> list[dict]:
+    items, _ = kube.list(api)
     return [i for i in items if i["metadata"].get("namespace") in namespaces]
 
 
 def bystanders_intact(env: Env) -> None:
-    assert env.kube.get(*CONFIGMAP, env.configmap, "default") is not None
-    ns = env.kube.get(*NS, env.lookalike_ns)
+    assert env.kube.get(CONFIGMAP, env.configmap, "default") is not None
+    ns = env.kube.get(NS, env.lookalike_ns)
     assert ns is not None and (ns["metadata"].get("deletionTimestamp") is None)
-    assert env.kube.get(*CUDN, env.other_cudn) is not None
+    assert env.kube.get(CUDN, env.other_cudn) is not None
 
 
 def test_dry_run_lists_and_deletes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,8 +156,8 @@ def test_teardown_leaves_nothing_labelled_and_nothing_else_touched(env: Env) -> 
     for api in (VM, VMI, VMIM, NAD, IPAMCLAIM, SECRET):
         assert in_namespaces(kube, api, namespaces) == [], api
     for ns in namespaces:
-        assert kube.get(*NS, ns) is None
-    assert kube.get(*CUDN, spec.network.name) is None
+        assert kube.get(NS, ns) is None
+    assert kube.get(CUDN, spec.network.name) is None
     bystanders_intact(env)
 
     # A second teardown finds nothing and says so.

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from tasks.render import (
-    MANIFESTS_DIR,
     PASSWORD_PLACEHOLDER,
     _env,
     _Stamp,
@@ -25,6 +24,7 @@ from tasks.render import (
     write_manifests,
 )
 from tasks.spec import PRIMARY_UDN_LABEL, RUN_LABEL, SPEC_HASH_ANNOTATION, VM_INDEX_LABEL, load_spec
+from tasks.templates import manifests_dir
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 RUN_LABELS = {"app.kubernetes.io/managed-by": "udn-rollout", RUN_LABEL: "seed-l3"}
@@ -45,7 +45,7 @@ def kinds(objects):
 
 
 def test_templates_exist():
-    names = {p.name for p in MANIFESTS_DIR.glob("*.yaml.j2")}
+    names = {p.name for p in manifests_dir().glob("*.yaml.j2")}
     assert {"namespace.yaml.j2", "credentials-secret.yaml.j2", "cudn.yaml.j2", "virtualmachine.yaml.j2"} <= names
 
 

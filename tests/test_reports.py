@@ -16,6 +16,7 @@ import pytest
 from tasks import artifacts, reports
 from tasks.capacity import NodeInfo, layer2_capacity, layer3_capacity, migration_headroom
 from tasks.model import Check, ChurnRow, ProbeResult, StepSummary, VMRecord
+from tasks.reports import RunParts
 
 T0 = 1_700_000_000.0
 NODES = [f"node-{i}" for i in range(1, 5)]
@@ -178,30 +179,33 @@ def test_provisioning_markdown_key_figures(fleet):
     q = reports.latency_quantiles(fleet)
     problems = [r for r in fleet if not r.ready]
     md = reports.provisioning_markdown(
-        {"topology": "Layer2", "fanout": {"qps": 50, "burst": 100}},
+        {"topology": "Layer2", "qps": 50, "burst": 100},
         fleet,
         q,
         problems,
-        {"wall_s": 12.5, "create_rate": 40.0},
+        {"wall_s": 12.5, "create_rate_per_s": 40.0},
     )
     ready = sum(r.ready for r in fleet)
     assert f"| VMs ready / total | {ready} / 100 |" in md
     assert "| Wall time (s) | 12.5 |" in md
-    assert "40.0 of 50 configured (80 %)" in md
+    assert "| Create rate (VMs/s) | 40.0 against api.qps 50 |" in md
     assert f"| VMReady | {q.at['VMReady', 'P50']:.1f} |" in md
     assert "| node-1 | 25 |" in md
     assert f"## Not ready ({len(problems)})" in md
     assert "| ns-1 | vm-5 | Scheduled | node-2 | node subnet full |" in md
-    assert "| fanout.burst | 100 |" in md
+    assert "| burst | 100 |" in md
 
 
 def test_provisioning_rate_derived_from_creation_times_without_figure(fleet):
     md = reports.provisioning_markdown({"qps": 20}, fleet[:11], reports.latency_quantiles(fleet[:11]), [], {})
-    assert "20.0 (from creation times) of 20 configured (100 %)" in md
+    assert "20.0 (from creation times) against api.qps 20" in md
     assert "Every VM is ready." in md
-    aliases = {"wall_s": 2.0, "create_rate_per_s": 9.5, "configured_qps": 10, "api_requests": 321}
-    md = reports.provisioning_markdown({}, fleet[:11], reports.latency_quantiles(fleet[:11]), [], aliases)
-    assert "| Create rate (VMs/s) | 9.5 of 10 configured (95 %) |" in md and "| api_requests | 321 |" in md
+    figures = {"wall_s": 2.0, "create_rate_per_s": 19.5, "api_requests": 321}
+    md = reports.provisioning_markdown(
+        {"qps": 10, "burst": 100}, fleet[:11], reports.latency_quantiles(fleet[:11]), [], figures
+    )
+    assert "| Create rate (VMs/s) | 19.5 against api.qps 10 (the first 100 requests (api.burst) go at once" in md
+    assert "| api_requests | 321 |" in md
 
 
 # ---------------------------------------------------------------------------------------------- connectivity
@@ -323,7 +327,7 @@ def test_churn_markdown_and_frame(tmp_path):
     md = reports.churn_markdown(CHURN, s, "Layer3")
     assert md.startswith("# Live-migration churn (Layer3)")
     assert "| Changed IP | 3 (100 % of moved) |" in md
-    assert "| ns-1 | vm-0 | node-1 | **node-2** | 10.0.0.3 | **10.0.1.9** | Succeeded | 4.0 | — | — |" in md
+    assert "| ns-1 | vm-0 | node-1 | **node-2** | 10.0.0.3 | **10.0.1.9** | — | — | — | Succeeded | 4.0 | — | — |" in md
     assert "**ns-2/vm-30**" in md and "target pod failed" in md
     df = reports.churn_frame(CHURN)
     assert list(df["stale_ip_hazard"]) == [False, False, True, False]
@@ -391,26 +395,31 @@ def test_checks_table_text_wraps_to_width():
 # ---------------------------------------------------------------------------------------------- run directory
 
 
-def _write_all(out: Path, fleet, probes, **kw):
+def _write_all(out: Path, fleet, probes):
     rep = layer3_capacity("10.200.0.0/16", 24, [NodeInfo(n) for n in NODES], 100)
+    common = {"run_id": "seed-l3", "spec_summary": {"topology": "Layer3", "cidr": "10.200.0.0/16", "qps": 50}}
+    reports.write_run_reports(
+        out,
+        RunParts(
+            **common,
+            step=StepSummary("fanout", True, {"vms": 100, "ready": 90}),
+            figures={"wall_s": 3.25, "create_rate_per_s": 45.5},
+            records=fleet,
+        ),
+    )
     return reports.write_run_reports(
         out,
-        run_id="seed-l3",
-        spec_summary={"topology": "Layer3", "cidr": "10.200.0.0/16", "fanout": {"qps": 50}},
-        figures={"fanout": {"wall_s": 3.25, "create_rate": 45.5}},
-        steps=[
-            StepSummary("fanout", True, {"vms": 100, "ready": 90}),
-            StepSummary("connectivity", False, problems=["leak"]),
-        ],
-        records=fleet,
-        probes=probes,
-        plan_coverage={"mode": "sampled", "k": 10, "node_pairs_covered": 16},
-        churn_rows=CHURN,
-        churn_topology="Layer3",
-        capacity_rows=rep.rows(),
-        capacity_summary=rep.summary(),
-        checks=CHECKS,
-        **kw,
+        RunParts(
+            **common,
+            step=StepSummary("connectivity", False, problems=["leak"]),
+            probes=probes,
+            plan_coverage={"mode": "sampled", "k": 10, "node_pairs_covered": 16},
+            churn_rows=CHURN,
+            churn_topology="Layer3",
+            capacity_rows=rep.rows(),
+            capacity_summary=rep.summary(),
+            checks=CHECKS,
+        ),
     )
 
 
@@ -467,11 +476,10 @@ def test_rerender_is_idempotent_and_rebuilds_deleted_views(tmp_path, fleet, prob
 
 def test_parts_accumulate_across_calls(tmp_path, fleet):
     out = tmp_path / "run"
-    reports.write_run_reports(
-        out, records=fleet, figures={"fanout": {"wall_s": 1.0}}, steps=[StepSummary("fanout", True)]
-    )
+    reports.write_run_reports(out, RunParts(records=fleet, figures={"wall_s": 1.0}, step=StepSummary("fanout", True)))
     files = reports.write_run_reports(
-        out, churn_rows=CHURN, churn_topology="Layer2", steps=[StepSummary("churn", False, problems=["IP changed"])]
+        out,
+        RunParts(churn_rows=CHURN, churn_topology="Layer2", step=StepSummary("churn", False, problems=["IP changed"])),
     )
     assert {"inventory.csv", "provisioning.md", "churn.md", "churn.html"} <= set(files)
     run = json.loads((out / "run.json").read_text())
@@ -486,12 +494,12 @@ def test_secret_scrub_refuses_to_write(tmp_path, fleet):
     leaky = [*fleet[:3], VMRecord("ns-1", "vm-x", reason=f"login failed with password {secret}")]
     out = tmp_path / "run"
     with pytest.raises(reports.SecretLeakError) as exc:
-        reports.write_run_reports(out, records=leaky, secrets=["", secret])
+        reports.write_run_reports(out, RunParts(records=leaky), secrets=["", secret])
     assert secret not in str(exc.value)
     for p in out.rglob("*"):
         assert secret not in p.read_text(errors="replace")
     # the same records without the secret list are written (nothing to compare against)
-    assert "inventory.csv" in reports.write_run_reports(tmp_path / "ok", records=fleet, secrets=[secret])
+    assert "inventory.csv" in reports.write_run_reports(tmp_path / "ok", RunParts(records=fleet), secrets=[secret])
 
 
 # ---------------------------------------------------------------------------------------------- artifacts
@@ -505,7 +513,7 @@ def test_artifact_key_validation(key):
     with pytest.raises(ValueError):
         artifacts.publish_markdown(key, "# x")
     with pytest.raises(ValueError):
-        artifacts.progress(key)
+        artifacts.progress_artifact(key)
 
 
 def test_artifact_key_suggestion():
@@ -518,7 +526,7 @@ def test_artifact_key_suggestion():
 def test_artifacts_are_no_ops_outside_a_prefect_run(fleet):
     assert artifacts.publish_table("vm-inventory", reports.inventory_frame(fleet), "VMs") is None
     assert artifacts.publish_markdown("provisioning", "# hi") is None
-    h = artifacts.progress("fanout-ready", "VMs ready")
+    h = artifacts.progress_artifact("fanout-ready", "VMs ready")
     assert not h.active and h.update(42) is None and h.value == 42
     assert h.update(250) is None and h.value == 100
 
@@ -589,7 +597,7 @@ def test_publishing_inside_a_run_calls_prefect(monkeypatch):
     assert artifacts.publish_table("t", pd.DataFrame({"x": [float("nan")]}), "d") == "id-t"
     assert calls[-1] == ("table", {"table": [{"x": None}], "key": "t", "description": "d"})
     assert artifacts.publish_markdown("m", "# m") == "id-m"
-    h = artifacts.progress("p", "VMs ready")
+    h = artifacts.progress_artifact("p", "VMs ready")
     assert h.active and calls[-1] == ("progress", {"progress": 0.0, "key": "p", "description": "VMs ready"})
     for i in range(1, 1001):  # 1000 VMs: updates throttled to 1-point steps
         h.update(100 * i / 1000)

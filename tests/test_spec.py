@@ -80,13 +80,8 @@ def test_only_network_is_required_and_defaults_match_design():
     assert spec.vms.image == "quay.io/containerdisks/fedora:latest"
     assert (spec.vms.cpu, spec.vms.memory, spec.vms.run_strategy) == (1, "1Gi", "Always")
     assert spec.vms.credentials_secret == ""
-    assert spec.fanout.model_dump(by_alias=True) == {
-        "qps": 50.0,
-        "burst": 100,
-        "maxInFlight": 64,
-        "readyTimeoutSeconds": 900,
-        "batchSize": 0,
-    }
+    assert spec.api.model_dump(by_alias=True) == {"qps": 50.0, "burst": 100, "maxInFlight": 64}
+    assert spec.fanout.model_dump(by_alias=True) == {"readyTimeoutSeconds": 900, "batchSize": 0}
     c = spec.connectivity
     assert (c.mode, c.peers_per_vm, c.ping_count, c.ping_timeout_seconds, c.max_sessions) == ("auto", 8, 3, 2, 32)
     assert c.isolation_canary is True
@@ -140,7 +135,7 @@ def test_labels_secret_name_and_spec_hash():
     own = spec_with("vms.credentialsSecret=my-creds")
     assert own.credentials_secret_name() == "my-creds" and not own.generates_credentials()
     assert re.fullmatch(r"[0-9a-f]{12}", spec.spec_hash())
-    assert spec.spec_hash() == spec_with("vms.perNamespace=9", "fanout.qps=3").spec_hash()
+    assert spec.spec_hash() == spec_with("vms.perNamespace=9", "api.qps=3").spec_hash()
     assert spec.spec_hash() != spec_with("vms.image=quay.io/containerdisks/fedora:41").spec_hash()
     assert spec.spec_hash() != spec_with("vms.memory=2Gi").spec_hash()
 
@@ -277,8 +272,8 @@ BAD_SPECS = [
     ("inline-password", ["vms.password=hunter2"], "vms.password", "credentialsSecret"),
     ("secret-name", ["vms.credentialsSecret=My_Secret"], "vms.credentialsSecret", "'my-secret'"),
     ("node-selector", ["vms.nodeSelector.bad key!=x"], None, None),  # rejected by the --set path syntax
-    ("qps-zero", ["fanout.qps=0"], "fanout.qps", "greater than 0"),
-    ("burst-zero", ["fanout.burst=0"], "fanout.burst", "between 1 and 100000"),
+    ("qps-zero", ["api.qps=0"], "api.qps", "greater than 0"),
+    ("burst-zero", ["api.burst=0"], "api.burst", "between 1 and 100000"),
     ("mode", ["connectivity.mode=mesh"], "connectivity.mode", "use one of auto, full, sampled, off"),
     ("typo-key", ["connectivity.mod=full"], "connectivity.mod", "did you mean 'mode'"),
     ("fraction", ["churn.fraction=1.5"], "churn.fraction", "between 0 and 1"),
@@ -354,8 +349,8 @@ def test_missing_network_is_reported_with_fix():
 
 def test_all_problems_reported_at_once_and_str_lists_them():
     with pytest.raises(SpecError) as info:
-        spec_with("vms.cpu=0", "fanout.qps=-1", "churn.fraction=2")
-    assert [p.path for p in info.value.problems] == ["vms.cpu", "fanout.qps", "churn.fraction"]
+        spec_with("vms.cpu=0", "api.qps=-1", "churn.fraction=2")
+    assert [p.path for p in info.value.problems] == ["vms.cpu", "api.qps", "churn.fraction"]
     text = str(info.value)
     assert "3 problems" in text and "vms.cpu: cpu 0 is out of range" in text
 
@@ -401,7 +396,7 @@ def test_override_paths_indexes_lists_and_types():
             "namespaces.names={a, b}",
             "vms.perNamespace=100",
             "network.persistentIPs=false",
-            "fanout.qps=2.5",
+            "api.qps=2.5",
         ],
     )
     assert data == {
@@ -412,7 +407,7 @@ def test_override_paths_indexes_lists_and_types():
         },
         "namespaces": {"names": ["a", "b"]},
         "vms": {"perNamespace": 100},
-        "fanout": {"qps": 2.5},
+        "api": {"qps": 2.5},
     }
 
 
@@ -513,16 +508,55 @@ def test_yaml_syntax_error_shows_line_and_column(tmp_path):
 def test_yaml_round_trip_is_exact():
     for name in ("seed-l3.yaml", "seed-l2.yaml", "scale-l2.yaml"):
         spec = load_spec(SPECS / name)
-        again = validate_spec(yaml.safe_load(spec.to_yaml()))
+        text = yaml.safe_dump(spec.to_dict(), sort_keys=False)
+        again = validate_spec(yaml.safe_load(text))
         assert again == spec
-        assert again.to_yaml() == spec.to_yaml()
+        assert yaml.safe_dump(again.to_dict(), sort_keys=False) == text
 
 
 def test_json_round_trip_and_determinism():
     spec = spec_with("network.subnets[1].cidr=fd00::/64", "churn.selector=app=web")
     assert RolloutSpec.model_validate_json(spec.model_dump_json(by_alias=True)) == spec
     assert spec_with().spec_hash() == spec_with().spec_hash()
-    assert spec_with().to_yaml() == spec_with().to_yaml()
+    assert spec_with().to_dict() == spec_with().to_dict()
+
+
+def test_fanout_rate_keys_still_accepted_with_a_deprecation_notice():
+    spec = spec_with("fanout.qps=20", "fanout.burst=40", "fanout.maxInFlight=8")
+    assert (spec.api.qps, spec.api.burst, spec.api.max_in_flight) == (20.0, 40, 8)
+    assert spec.notices and "api.qps" in spec.notices[0] and "deprecated" in spec.notices[0]
+    assert not spec_with("api.qps=20").notices
+
+
+def test_set_errors_name_the_set_argument_not_the_file():
+    with pytest.raises(SpecError) as info:
+        load_spec(SPECS / "seed-l2.yaml", ["vms.perNamespace=-3"])
+    text = str(info.value)
+    assert "--set vms.perNamespace=-3" in text and "seed-l2.yaml" not in text
+
+
+def test_duplicate_keys_are_an_error_naming_both_lines(tmp_path):
+    f = tmp_path / "dup.yaml"
+    f.write_text("network:\n  name: a\n  subnets: [10.0.0.0/16]\nvms:\n  perNamespace: 1\nvms:\n  perNamespace: 2\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(f)
+    assert "'vms' is given twice, on line 4 and line 6" in str(info.value)
+
+
+def test_alias_bomb_is_rejected_at_once(tmp_path):
+    import time
+
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    f = tmp_path / "bomb.yaml"
+    f.write_text("\n".join(levels) + "\n")
+    started = time.monotonic()
+    with pytest.raises(SpecError) as info:
+        load_spec(f)
+    assert time.monotonic() - started < 1.0  # an unbounded expansion would take minutes
+    assert "alias" in str(info.value)
 
 
 def test_json_schema_is_a_self_explanatory_form():
