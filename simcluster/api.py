@@ -454,6 +454,11 @@ class ApiServer:
             md["name"] = self.store.generate_name(rt, ns, md["generateName"])
         apply_defaults(rt, obj, None)
         self._validate(rt, obj, None, "CREATE")
+        denial = self.faults.admission_deny.get(rt.kind)
+        if denial is not None:  # a cluster's own policy webhook refusing the kind (dry runs included)
+            raise errors.forbidden(
+                rt, md["name"], f'admission webhook "policy.simcluster.example" denied the request: {denial}'
+            )
         if dry_run:
             md["creationTimestamp"] = now_rfc3339()
             return obj
@@ -933,15 +938,35 @@ def _wants_table(request: web.Request) -> bool:
     return "as=Table" in accept
 
 
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# Go's mime.ParseMediaType: type[/subtype], then "; key=value" parameters (value a token or a quoted
+# string); trailing semicolons are ignored, anything else makes the media type unparsable.
+_MEDIA_TYPE = re.compile(
+    rf"\s*({_TOKEN}(?:/{_TOKEN})?)\s*(?:;\s*{_TOKEN}\s*=\s*(?:{_TOKEN}|\"(?:[^\"\\]|\\.)*\")\s*)*(?:;\s*)*"
+)
+
+
 def content_type(request: web.Request) -> str:
     """The media type as sent (aiohttp's `content_type` turns an unparsable one into
-    application/octet-stream, which would then be read as JSON instead of answered with 415)."""
-    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    application/octet-stream, which would then be read as JSON instead of answered with 415).
+
+    As kube-apiserver negotiates it (apiserver ``handlers/negotiation``
+    ``NegotiateInputSerializerForMediaType``): no header at all means the default, JSON; a header whose
+    media type does not parse (``mime.ParseMediaType``: e.g. ``;`` or ``; charset=x``) matches no
+    serializer, so the request is answered 415 UnsupportedMediaType, never decoded as JSON.
+    """
+    header = request.headers.get("Content-Type", "").strip()
+    if not header:
+        return ""
+    m = _MEDIA_TYPE.fullmatch(header)
+    return m.group(1).lower() if m else header
 
 
 def decode_body(raw: bytes, ctype: str) -> Any:
     """JSON or YAML bodies, as kube-apiserver accepts them; anything else is 415."""
-    ctype = ctype.split(";")[0].strip()
+    if ";" in ctype:  # content_type() strips parameters from what parses: this did not (";", "a/b;x")
+        raise errors.unsupported_media_type(ctype)
+    ctype = ctype.strip()
     if ctype in (
         "",
         "application/json",

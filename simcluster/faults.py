@@ -32,6 +32,9 @@ class Faults:
     migration_failure_rate: float = 0.0  # fraction of migrations that fail
     packet_loss: dict[str, float] = field(default_factory=dict)  # "nodeA|nodeB" → loss fraction (both ways)
     not_ready_nodes: list[str] = field(default_factory=list)
+    # kind → message: creates of that kind (dry runs too) are refused as a validating webhook refuses
+    # them (403, "admission webhook … denied the request: <message>"), like a site policy or quota.
+    admission_deny: dict[str, str] = field(default_factory=dict)
     seed: int | None = None
     counters: dict[str, int] = field(default_factory=dict)
 

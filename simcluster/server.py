@@ -35,6 +35,10 @@ from simcluster.store import Store
 log = logging.getLogger("simcluster")
 
 
+#: How the isolated child gets its bearer token: by environment, not argv (visible in `ps`).
+TOKEN_ENV = "SIMCLUSTER_TOKEN"
+
+
 class ClusterRuntime:
     """The parts of one running cluster, all living on one asyncio loop."""
 
@@ -318,8 +322,6 @@ class SimCluster:
             json.dumps(asdict(self.config)),
             "--faults-json",
             json.dumps(self.faults.to_dict()),
-            "--token",
-            self.token,
             "--history",
             str(self.history),
             "--parent-pid",
@@ -329,7 +331,9 @@ class SimCluster:
             cmd.append("--insecure-http")
         if self.state_file:
             cmd += ["--state", str(self.state_file)]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=None)
+        # The bearer token goes by environment, never on the command line, where `ps` shows it to everyone.
+        env = {**os.environ, TOKEN_ENV: self.token}
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=None, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready_file.exists():

@@ -7,13 +7,14 @@ needs no network, so it is how the connectivity check gets inside the guests.
 Protocol (what ``virtctl console`` speaks):
 
 * ``GET /apis/subresources.kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}/console``
-  upgraded to a WebSocket with subprotocol ``plain.kubevirt.io``; authentication and TLS are the
-  kubeconfig's (taken from :meth:`tasks.kube.Kube.websocket_options`).
+  upgraded to a WebSocket with subprotocol ``plain.kubevirt.io``, opened through the API door
+  (:meth:`tasks.kube.Kube.websocket`): the kubeconfig's authentication and TLS, the shared rate
+  limit and in-flight cap, and retries of 429 (Retry-After honoured), 5xx and refused connections.
 * Payloads are raw tty bytes, no channel byte, no base64. Input goes out as BINARY frames only (the
   server drops text frames); binary frames coming in are tty output, other data frames are ignored.
 * Before the upgrade the server answers 400 while the VMI is not Running: we retry once per
   ``retry_interval`` (1 s, like virtctl) until ``connect_timeout``. 401/403/404/409 fail at once with
-  an error that names the VMI. Transient 429/5xx and refused connections are retried like 400.
+  an error that names the VMI.
 * One session per VMI: a second connection makes the server drop the first. :class:`SessionRegistry`
   keeps this process from ever doing that to itself.
 
@@ -37,6 +38,9 @@ Dialogue (the way KubeVirt's own tests drive Fedora guests, re-implemented here)
   connection is retried once after a full recovery (reconnect if needed, Ctrl-C, log in again).
 * After a live migration the server drops the session while the guest stays logged in:
   :meth:`ConsoleSession.reconnect` dials again and finds the prompt.
+* The serial console is one shared tty: whoever connects next gets whatever shell is open on it. So
+  :meth:`ConsoleSession.close` logs out (``exit`` until the guest shows its login prompt again) before
+  it closes the WebSocket.
 
 Secrets: the password is sent in its own frame and is never logged; every transcript excerpt (error
 messages included) has it replaced by ``********``. Errors carry the last 500 characters of the
@@ -47,16 +51,17 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import json
 import logging
 import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import websocket
+
+from tasks.kube import KubeError
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +72,15 @@ TAIL_CHARS = 500
 CTRL_C = "\x03"
 # A Fedora/RHEL bash prompt: "[fedora@vm-a ~]$ ", "[root@vm-a fedora]# ".
 DEFAULT_PROMPT = r"\[[^\[\]\r\n]+\][$#] "
-RETRYABLE_STATUS = frozenset({400, 429, 500, 502, 503, 504})
+LOGOUT_TIMEOUT = 5.0
 
 
-class WebsocketTarget(Protocol):
-    """What the console needs from the API module: where and how to open a WebSocket."""
+class ConsoleDoor(Protocol):
+    """What the console needs from the API module: a WebSocket to an API path, and whose server it is."""
 
-    def websocket_options(self) -> dict[str, Any]: ...
+    server: str
+
+    def websocket(self, path: str, *, subprotocols: list[str], timeout: float) -> websocket.WebSocket: ...
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -182,7 +189,7 @@ class ConsoleSession:
 
     def __init__(
         self,
-        kube: WebsocketTarget,
+        kube: ConsoleDoor,
         namespace: str,
         name: str,
         *,
@@ -238,49 +245,37 @@ class ConsoleSession:
     # ---- connection -------------------------------------------------------------------------
     def connect(self) -> ConsoleSession:
         """Claim the VMI's console in the registry, then open the WebSocket (retrying while 400)."""
-        opts = self.kube.websocket_options()
         if self.registry is not None and self._key is None:
-            key = (str(opts.get("url", "")), self.namespace, self.name)
+            key = (self.kube.server, self.namespace, self.name)
             self.registry.claim(key, self.claim_wait)
             self._key = key
         try:
-            self._dial(opts)
+            self._dial()
         except BaseException:
             self._release()
             raise
         return self
 
-    def _dial(self, opts: dict[str, Any] | None = None) -> None:
-        opts = opts or self.kube.websocket_options()
-        url = str(opts["url"]).rstrip("/") + CONSOLE_PATH.format(namespace=self.namespace, name=self.name)
+    def _dial(self) -> None:
+        path = CONSOLE_PATH.format(namespace=self.namespace, name=self.name)
         deadline = time.monotonic() + self.connect_timeout
         self.connect_attempts = 0
-        last = ""
         while True:
             self.connect_attempts += 1
-            status = 0
             try:
-                ws = websocket.create_connection(
-                    url,
-                    header=list(opts.get("header") or []),
-                    sslopt=dict(opts.get("sslopt") or {}),
-                    subprotocols=[PROTOCOL],
-                    timeout=max(1.0, min(self.step_timeout, self.connect_timeout)),
+                ws = self.kube.websocket(
+                    path, subprotocols=[PROTOCOL], timeout=max(1.0, min(self.step_timeout, self.connect_timeout))
                 )
-            except websocket.WebSocketBadStatusException as e:
-                status = int(e.status_code)
-                reason, message = _status_text(e)
-                last = f"HTTP {status} {reason}: {message}"
-                if status not in RETRYABLE_STATUS:
+            except KubeError as e:
+                last = f"HTTP {e.code} {e.reason}: {e.message}" if e.code else e.message
+                if e.code != 400:  # the door already retried what may pass (429, 5xx, refused)
                     hint = {
                         401: " (the credentials in the kubeconfig were not accepted)",
                         403: " (RBAC: needs get on virtualmachineinstances/console in subresources.kubevirt.io)",
                         404: " (no such VirtualMachineInstance: is the VM running?)",
                         409: " (the VMI has failed)",
-                    }.get(status, "")
-                    raise ConsoleConnectError(f"console of VMI {self.vmi}: {last}{hint}", status) from None
-            except (OSError, websocket.WebSocketException) as e:
-                last = f"{type(e).__name__}: {e}"
+                    }.get(e.code, "")
+                    raise ConsoleConnectError(f"console of VMI {self.vmi}: {last}{hint}", e.code) from None
             else:
                 self._ws = ws
                 self._buf = ""
@@ -292,7 +287,7 @@ class ConsoleSession:
                 raise ConsoleConnectError(
                     f"console of VMI {self.vmi}: gave up after {self.connect_timeout:g}s and "
                     f"{self.connect_attempts} attempt(s); last answer: {last}",
-                    status,
+                    400,
                 )
             time.sleep(min(self.retry_interval, left))
 
@@ -307,9 +302,36 @@ class ConsoleSession:
             self.login(*self._credentials)
 
     def close(self) -> None:
-        """Close the WebSocket with a normal close frame and give the VMI back to the registry."""
-        self._close_socket()
-        self._release()
+        """Log out, close the WebSocket with a normal close frame and give the VMI back to the registry."""
+        try:
+            self.logout()
+        finally:
+            self._close_socket()
+            self._release()
+
+    def logout(self, timeout: float = LOGOUT_TIMEOUT) -> bool:
+        """Leave the guest at its login prompt, so the next user of this tty must log in.
+
+        ``exit`` until ``<host> login:`` shows (a ``sudo`` or nested shell needs more than one).
+        Returns whether the login prompt was seen; a session that never logged in has nothing to do.
+        Never raises: a dropped connection leaves nothing open on our side, and the guest logs out a
+        shell whose tty hangs up.
+        """
+        if self._ws is None or self._credentials is None:
+            return False
+        rx = re.compile(r"exit\r?\n.*?(?:(?P<login>(?<![\w-])\S+ login: )|(?P<prompt>" + self.prompt + "))", re.S)
+        try:
+            self.send(CTRL_C)  # whatever runs is interrupted; the shell shows a fresh prompt
+            self.drain()
+            for _ in range(4):  # nested shells: root via sudo, then the user's login shell
+                self._buf = ""
+                self.send("exit\n")
+                if self.expect(rx, timeout).group("login"):
+                    self._credentials = None
+                    return True
+        except ConsoleError as e:
+            log.info("console %s: logout did not reach the login prompt: %s", self.vmi, e)
+        return False
 
     def _close_socket(self) -> None:
         ws, self._ws = self._ws, None
@@ -535,17 +557,6 @@ class ConsoleSession:
         return output, int(rc.group(1))
 
 
-def _status_text(e: websocket.WebSocketBadStatusException) -> tuple[str, str]:
-    """(reason, message) from a refused handshake's Status body, falling back to the status line."""
-    body = e.resp_body or b""
-    with contextlib.suppress(ValueError, TypeError):
-        doc = json.loads(body)
-        if isinstance(doc, dict):
-            return str(doc.get("reason") or e.status_message or ""), str(doc.get("message") or "")
-    text = body.decode("utf-8", "replace").strip() if isinstance(body, bytes) else str(body)
-    return str(e.status_message or ""), text[:200]
-
-
 __all__ = [
     "CONSOLE_PATH",
     "DEFAULT_PROMPT",
@@ -553,6 +564,7 @@ __all__ = [
     "REGISTRY",
     "ConsoleClosed",
     "ConsoleConnectError",
+    "ConsoleDoor",
     "ConsoleError",
     "ConsoleLoginError",
     "ConsoleSession",

@@ -507,3 +507,30 @@ def test_still_serving_and_nothing_logged(
     assert status == 201, body
     assert cluster.stats()["requestsServed"] > 500
     assert server_errors.records == [], "\n".join(server_errors.records[:5])
+
+
+@pytest.mark.parametrize(
+    ("ctype", "status"),
+    [
+        (";", 415),  # no media type: Go's mime.ParseMediaType fails, so no serializer matches
+        (" ; ", 415),
+        ("application/json;x", 415),  # a parameter without a value does not parse either
+        ("; charset=utf-8", 415),
+        ("application/json;;", 201),  # trailing semicolons are ignored
+        ("application/json; charset=utf-8", 201),
+        (None, 201),  # no header at all: the server's default, JSON
+    ],
+)
+def test_unparsable_content_type_is_415_as_kube_apiserver_answers(
+    raw: Raw, keep: dict[str, Any], ctype: str | None, status: int
+) -> None:
+    """kube-apiserver (apiserver handlers/negotiation NegotiateInputSerializerForMediaType) answers a
+    Content-Type whose media type does not parse with 415 UnsupportedMediaType, and a missing one as JSON."""
+    name = f"ct-{abs(hash(ctype)) % 10**8}"
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}).encode()
+    got, _, data = raw("POST", f"/api/v1/namespaces/{FUZZ_NS}/configmaps", body, ctype)
+    assert got == status, (ctype, data[:200])
+    if status == 415:
+        assert json.loads(data)["reason"] == "UnsupportedMediaType"
+    else:
+        raw("DELETE", f"/api/v1/namespaces/{FUZZ_NS}/configmaps/{name}")

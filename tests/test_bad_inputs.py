@@ -30,6 +30,7 @@ import yaml
 
 from simcluster import ClusterConfig, SimCluster
 from tasks.kube import ClusterTarget, Kube, KubeError
+from tasks.kube.resources import CUDN, LEASE, NAD, NAMESPACE, SECRET, VM
 from tasks.render import render_cudn
 from tasks.spec import load_spec
 from udn_rollout import cli
@@ -40,9 +41,9 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 SEED_L2 = yaml.safe_load((SPECS / "seed-l2.yaml").read_text())
 SEED_L3 = yaml.safe_load((SPECS / "seed-l3.yaml").read_text())
 PRIMARY = "k8s.ovn.org/primary-user-defined-network"
-CUDN = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
-NAD = ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
-INVENTORY_KINDS = [("v1", "Namespace"), ("v1", "Secret"), CUDN, NAD, ("kubevirt.io/v1", "VirtualMachine")]
+
+
+INVENTORY_KINDS = [NAMESPACE, SECRET, CUDN, NAD, VM, LEASE]
 NO_UDN_CRDS = [
     "clusteruserdefinednetworks.k8s.ovn.org",
     "userdefinednetworks.k8s.ovn.org",
@@ -98,9 +99,10 @@ def inventory(sim: SimCluster) -> dict[tuple[str, str, str], str]:
     kube = Kube(ClusterTarget(kubeconfig=str(sim.kubeconfig)), qps=0)
     out: dict[tuple[str, str, str], str] = {}
     try:
-        for api_version, kind in INVENTORY_KINDS:
+        for r in INVENTORY_KINDS:
+            kind = r.kind
             try:
-                items, _ = kube.list(api_version, kind)
+                items, _ = kube.list(r)
             except KubeError as e:
                 if e.code == 404:
                     continue
@@ -220,7 +222,7 @@ def ns_with_other_primary(ctx: Ctx) -> None:
                 },
             }
         )
-        _wait(lambda: kube.get(*NAD, other, taken) is not None, f"NAD {other} in {taken}")
+        _wait(lambda: kube.get(NAD, other, taken) is not None, f"NAD {other} in {taken}")
     finally:
         kube.close()
 
@@ -264,6 +266,63 @@ def deny(*rules: dict[str, Any]) -> State:
     return state
 
 
+def lease_held_by_another_run(ctx: Ctx) -> Callable[[], None]:
+    """A live run on this very network: its Lease renewed just now, by a process that exists (ours)."""
+    import os
+    import socket
+    from datetime import UTC, datetime
+
+    from tasks.lock import LOCK_LABEL, NAMESPACES_ANNOTATION, NETWORK_ANNOTATION, RUN_ANNOTATION, lease_name
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kube = ctx.kube()
+    name = lease_name(ctx.net)
+    try:
+        kube.create(
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": name,
+                    "namespace": "default",
+                    "labels": {LOCK_LABEL: "true", "app.kubernetes.io/managed-by": "udn-rollout"},
+                    "annotations": {
+                        RUN_ANNOTATION: f"busy-{ctx.uid}",
+                        NETWORK_ANNOTATION: ctx.net,
+                        NAMESPACES_ANNOTATION: ",".join(ctx.namespaces),
+                    },
+                },
+                "spec": {
+                    "holderIdentity": f"busy-{ctx.uid}@{socket.gethostname()}:{os.getpid()}",
+                    "leaseDurationSeconds": 600,
+                    "acquireTime": now,
+                    "renewTime": now,
+                },
+            }
+        )
+    finally:
+        kube.close()
+
+    def cleanup() -> None:
+        k = ctx.kube()
+        try:
+            k.delete(LEASE, name, "default")
+        finally:
+            k.close()
+
+    return cleanup
+
+
+def admission_denies(kind: str, message: str) -> State:
+    """The cluster's own admission refuses a kind (a site webhook or quota): only a dry run finds it."""
+
+    def state(ctx: Ctx) -> Callable[[], None]:
+        ctx.sim.set_faults(admission_deny={kind: message})
+        return lambda: ctx.sim.set_faults(admission_deny={})
+
+    return state
+
+
 ALL_BUT_CREATE_CUDN = deny(
     {"verbs": ["get", "list", "watch", "delete", "patch", "update", "deletecollection"]},
     {"verbs": ["create"], "apiGroups": ["", "kubevirt.io", "authorization.k8s.io"]},
@@ -281,6 +340,12 @@ CASES: list[Case] = [
     Case("file: two YAML documents", U, ("2 YAML documents", "keep one spec per file"),
          spec="network: {name: a}\n---\nnetwork: {name: b}\n"),
     Case("file: empty", U, ("network is required", "add a network section"), spec=""),
+    Case("file: a key given twice", U, ("'vms' is given twice, on line 5 and line 7", "keep one"),
+         spec="network:\n  name: a\n  subnets: [10.9.0.0/16]\nnamespaces: {names: [a]}\nvms:\n  perNamespace: 1\nvms:\n"
+              "  perNamespace: 5\n"),
+    Case("file: an alias bomb", U, ("aliases expand to more than", "an alias bomb"),
+         spec="a: &a [x, x, x, x, x, x, x, x, x]\n"
+              + "".join(f"{n}: &{n} [" + ", ".join([f"*{p}"] * 9) + "]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))),
     Case("file: not UTF-8 text", U, ("not UTF-8", "save it as UTF-8"), spec="\udcff"),
     Case("unknown top-level key", U, ("networks", "did you mean 'network'"), spec=put("networks", {"name": "x"})),
     Case("unknown nested key", U, ("vms.perNamspace", "did you mean 'perNamespace'"), spec=put("vms.perNamspace", 3)),
@@ -301,7 +366,7 @@ CASES: list[Case] = [
     Case("cpu zero", U, ("vms.cpu", "between 1 and"), spec=put("vms.cpu", 0)),
     Case("memory not a quantity", U, ("vms.memory", "write it like 1Gi"), spec=put("vms.memory", "lots")),
     Case("churn fraction above 1", U, ("churn.fraction", "between 0 and 1"), spec=put("churn", {"fraction": 1.5})),
-    Case("qps zero", U, ("fanout.qps", "greater than 0"), sets=("fanout.qps=0",)),
+    Case("qps zero", U, ("api.qps", "greater than 0"), sets=("api.qps=0",)),
     Case("connectivity mode unknown", U, ("connectivity.mode", "use one of auto, full, sampled, off"),
          sets=("connectivity.mode=banana",)),
     Case("topology unknown", U, ("network.topology", "Layer3", "Layer2"), spec=put("network.topology", "Layer4")),
@@ -342,6 +407,8 @@ CASES: list[Case] = [
          sets=("network..name=x",)),
     Case("--set on an unknown path", U, ("vms.colour", "valid keys here: perNamespace"), sets=("vms.colour=red",)),
     Case("--set a bad value", U, ("vms.perNamespace", "not a whole number"), sets=("vms.perNamespace=many",)),
+    Case("--set a value out of range names the --set", U,
+         ("from --set vms.perNamespace=-2", "from the command-line arguments"), sets=("vms.perNamespace=-2",)),
     Case("unknown command", U, ("invalid choice: 'provisoin'", "choose from"), cmd="provisoin"),
     Case("unknown option", U, ("unrecognized arguments: --dry", "usage: udn-rollout"), args=("--dry",)),
     Case("option value of the wrong type", U, ("--sim-nodes", "invalid int value: 'many'"),
@@ -372,6 +439,18 @@ CASES: list[Case] = [
          base="l3", sets=("network.subnets[0].cidr=100.88.0.0/16",)),
     Case("CIDR overlaps the masquerade subnet", P, ("169.254.0.0/17", "masquerade", "network.subnets"),
          sets=("network.subnets[0].cidr=169.254.0.0/17",)),
+    Case("IPv6 subnet on an IPv4-only cluster", P,
+         ("IP families", "the cluster has no IPv6", "network.subnets", "does not support ipv6"),
+         spec=put("network.subnets", [{"cidr": "10.9.0.0/16"}, {"cidr": "fd00:9::/64"}])),
+    Case("another run holds the network's lock", P,
+         ("run lock", "another run is writing", "run busy-{uid}", "Lease udn-rollout-{net}"),
+         state=lease_held_by_another_run, cmd="rollout"),
+    Case("the cluster's admission refuses the VMs (dry run)", P,
+         ("admission", "VirtualMachine", "denied the request: VMs need a cost centre label", "nothing"),
+         state=admission_denies("VirtualMachine", "VMs need a cost centre label"), cmd="rollout"),
+    Case("the cluster's admission refuses the network (dry run)", P,
+         ("admission", "ClusterUserDefinedNetwork {net}", "denied the request: no new networks this week"),
+         state=admission_denies("ClusterUserDefinedNetwork", "no new networks this week")),
     Case("CUDN of the same name, other spec", P, ("ClusterUserDefinedNetwork {net}", "immutable", "network.name"),
          cmd="rollout", state=cudn_other_spec),
     Case("CUDN of the same name, other run", P, ("ClusterUserDefinedNetwork {net}", "another run", "runId"),
@@ -439,10 +518,10 @@ def test_bad_input(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import tasks.kube
+    import tasks.kube.client
 
     monkeypatch.setenv("COLUMNS", "400")  # the checks table on one line per check
-    monkeypatch.setattr(tasks.kube, "BACKOFF_BASE", 0.001)
+    monkeypatch.setattr(tasks.kube.client, "BACKOFF_BASE", 0.001)
     ctx = Ctx(uuid.uuid4().hex[:6], clusters[case.cluster], tmp_path, closed_port_kubeconfig)
     spec_path = _write_spec(case, ctx)
     cleanup = case.state(ctx) if case.state else None

@@ -29,6 +29,7 @@ from tasks.console import (
     mask_secrets,
 )
 from tasks.kube import ClusterTarget, Kube
+from tasks.kube.resources import NAD, NODE, VM_ACTIONS, VMI
 
 T = TypeVar("T")
 PRIMARY_LABEL = "k8s.ovn.org/primary-user-defined-network"
@@ -51,7 +52,10 @@ def wait_for(fn: Callable[[], T | None], timeout: float = 10.0, what: str = "con
 def vm_manifest(ns: str, name: str, secret: str, node: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "domain": {
-            "devices": {"interfaces": [{"name": "primary", "binding": {"name": "l2bridge"}}]},
+            "devices": {
+                "interfaces": [{"name": "primary", "binding": {"name": "l2bridge"}}],
+                "disks": [{"name": "cloudinitdisk", "disk": {"bus": "virtio"}}],
+            },
             "resources": {"requests": {"memory": "1Gi"}},
         },
         "networks": [{"name": "primary", "pod": {}}],
@@ -68,7 +72,7 @@ def vm_manifest(ns: str, name: str, secret: str, node: str | None = None) -> dic
 
 
 def vmi_status(kube: Kube, ns: str, name: str) -> dict[str, Any]:
-    vmi = kube.get("kubevirt.io/v1", "VirtualMachineInstance", name, ns)
+    vmi = kube.get(VMI, name, ns)
     return (vmi or {}).get("status") or {}
 
 
@@ -104,11 +108,15 @@ def env() -> Iterator[Env]:
                 "metadata": {"name": f"cons-{tag}"},
                 "spec": {
                     "namespaceSelector": {"matchLabels": {"t": tag}},
-                    "network": {"topology": "Layer2", "layer2": {"role": "Primary", "subnets": [SUBNET]}},
+                    "network": {
+                        "topology": "Layer2",
+                        # persistent IPs: a VM keeps its address (and MAC) when it migrates
+                        "layer2": {"role": "Primary", "subnets": [SUBNET], "ipam": {"lifecycle": "Persistent"}},
+                    },
                 },
             }
         )
-        wait_for(lambda: kube.list("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", ns)[0], what="NAD")
+        wait_for(lambda: kube.list(NAD, ns)[0], what="NAD")
         kube.create(
             {
                 "apiVersion": "v1",
@@ -150,13 +158,27 @@ def test_login_run_and_exit_codes(env: Env) -> None:
         assert "stty cols 500 rows 500" in text and "dmesg -n 1" in text and PASSWORD not in text
 
 
-def test_second_session_finds_the_guest_logged_in(env: Env) -> None:
+def test_closing_logs_out_so_the_next_session_must_log_in(env: Env) -> None:
+    """The serial console is one shared tty: a session that closed without logging out would hand the
+    next person the guest user's shell with no password asked. close() logs out first."""
     with session(env, "vm-c") as con:
         con.login("fedora", PASSWORD)
+        con.run("sudo -n true")
     with session(env, "vm-c") as again:
+        again.send("\n")
+        again.expect(r"(?<![\w-])vm-c login: ", 10)  # a login prompt, not a shell
         again.login("fedora", PASSWORD)
-        assert "Password:" not in again.transcript()  # the serial port kept the login
+        assert "Password:" in again.transcript()  # it had to log in again
         assert again.run("whoami") == ("fedora\n", 0)
+
+
+def test_reconnect_keeps_the_login_it_did_not_close(env: Env) -> None:
+    """Dropped under us (a migration, another client) is not closed by us: the guest stays logged in."""
+    with session(env, "vm-c") as con:
+        con.login("fedora", PASSWORD)
+        con.reconnect()
+        assert con.transcript().count("Password:") == 1
+        assert con.run("whoami") == ("fedora\n", 0)
 
 
 def test_connect_retries_while_the_vmi_is_not_running(env: Env) -> None:
@@ -167,7 +189,7 @@ def test_connect_retries_while_the_vmi_is_not_running(env: Env) -> None:
         wait_for(
             lambda: any(
                 c["type"] == "Ready" and c["status"] != "True"
-                for c in kube.get("v1", "Node", "worker-2")["status"]["conditions"]
+                for c in kube.get(NODE, "worker-2")["status"]["conditions"]
             ),
             what="worker-2 NotReady",
         )
@@ -312,14 +334,12 @@ def test_session_survives_a_live_migration(env: Env) -> None:
     con = session(env, "vm-mig")
     with con:
         con.login("fedora", PASSWORD)
-        status = kube.put_subresource(
-            f"/apis/subresources.kubevirt.io/v1/namespaces/{ns}/virtualmachines/vm-mig/migrate"
-        )
+        status = kube.action(VM_ACTIONS, "vm-mig", ns, "migrate")
         assert status == 202
         after = wait_for(
             lambda: (r := running(kube, ns, "vm-mig")) and r[1] != before[1] and r, 20, "vm-mig on another node"
         )
-        assert after[0] == before[0]  # Layer2 keeps the address
+        assert after[0] == before[0]  # Layer2 with persistent IPs keeps the address
         with pytest.raises(ConsoleClosed):
             con.expect("never", 5)  # the source launcher's serial socket went away
         assert not con.connected

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from flows.common import ClusterParams
-from flows.preflight import PreflightFailed, preflight
+from flows.preflight import preflight
 from simcluster import ClusterConfig, SimCluster
-from tasks.kube import ClusterTarget, Kube, KubeError
+from tasks.kube import ClusterParams, ClusterTarget, Kube, KubeError
+from tasks.kube.resources import CUDN, NAD, NAMESPACE, SECRET, VM
+from tasks.outcome import PreflightFailed
 from tasks.preflight import required_permissions
 from tasks.spec import RolloutSpec, load_spec
 from udn_rollout import cli
@@ -25,13 +27,7 @@ from udn_rollout import cli
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-INVENTORY_KINDS = [
-    ("v1", "Namespace"),
-    ("v1", "Secret"),
-    ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork"),
-    ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition"),
-    ("kubevirt.io/v1", "VirtualMachine"),
-]
+INVENTORY_KINDS = [NAMESPACE, SECRET, CUDN, NAD, VM]
 ALL_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"]
 GROUPS = [
     "",
@@ -42,6 +38,7 @@ GROUPS = [
     "k8s.cni.cncf.io",
     "kubevirt.io",
     "subresources.kubevirt.io",
+    "coordination.k8s.io",
 ]
 
 
@@ -118,14 +115,15 @@ def make_spec(tmp_path: Path) -> tuple[RolloutSpec, Path]:
         run_id=f"perm-{uid}",
     )
     path = tmp_path / "spec.yaml"
-    path.write_text(spec.to_yaml())
+    path.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return spec, path
 
 
 def inventory(kube: Kube) -> dict[tuple[str, str, str], str]:
     out = {}
-    for api_version, kind in INVENTORY_KINDS:
-        items, _ = kube.list(api_version, kind)
+    for r in INVENTORY_KINDS:
+        kind = r.kind
+        items, _ = kube.list(r)
         for o in items:
             md = o["metadata"]
             body = {k: v for k, v in o.items() if k not in ("metadata", "status")}
@@ -191,8 +189,8 @@ def test_restricted_rollout_exits_3_and_creates_nothing(
         assert label in table
     assert inventory(kube) == before
     for ns in spec.namespace_names():
-        assert kube.get("v1", "Namespace", ns) is None
-    assert kube.get("k8s.ovn.org/v1", "ClusterUserDefinedNetwork", spec.network.name) is None
+        assert kube.get(NAMESPACE, ns) is None
+    assert kube.get(CUDN, spec.network.name) is None
 
     # The same spec passes preflight once everything is allowed: the policy alone made it fail.
     restricted.set_policy(allow_all=True)
@@ -211,7 +209,7 @@ def test_the_policy_is_enforced_not_just_reported(restricted: SimCluster, kube: 
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     assert info.value.code == 403
     assert 'cannot create resource "namespaces" in API group "" at the cluster scope' in info.value.message
-    assert kube.get("v1", "Namespace", name) is None
+    assert kube.get(NAMESPACE, name) is None
 
     restricted.set_policy(rules=all_but_many([("get", "subresources.kubevirt.io", "virtualmachineinstances/console")]))
     assert kube.can_i("get", "subresources.kubevirt.io", "virtualmachineinstances", subresource="console") is False

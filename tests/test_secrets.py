@@ -25,6 +25,7 @@ import yaml
 
 from simcluster import ClusterConfig, SimCluster
 from tasks.kube import ClusterTarget, Kube
+from tasks.kube.resources import SECRET, VM, VMI
 from tasks.provision import PASSWORD_KEY
 from udn_rollout import cli
 
@@ -100,7 +101,7 @@ def assert_absent(secret: str, what: str, corpus: dict[str, str]) -> None:
 
 
 def password_of(kube: Kube, namespace: str, secret_name: str) -> str:
-    secret = kube.get("v1", "Secret", secret_name, namespace)
+    secret = kube.get(SECRET, secret_name, namespace)
     assert secret is not None, f"no Secret {namespace}/{secret_name}"
     text = base64.b64decode(secret["data"][PASSWORD_KEY]).decode()
     lines = [line for line in text.splitlines() if line.strip().startswith("password:")]
@@ -243,8 +244,9 @@ def test_no_secret_in_logs_reports_artifacts_or_output(
     # The VMs only reference the Secret; neither the VM nor the VMI objects carry the password.
     for (run_id, namespaces), pw in zip(runs, passwords, strict=True):
         for ns in namespaces:
-            for kind in ("VirtualMachine", "VirtualMachineInstance"):
-                items, _ = kube.list("kubevirt.io/v1", kind, namespace=ns)
+            for r in (VM, VMI):
+                kind = r.kind
+                items, _ = kube.list(r, namespace=ns)
                 assert items, f"no {kind} in {ns}"
                 assert_absent(pw, f"password of {run_id}", {f"{kind}s in {ns}": json.dumps(items)})
                 if kind == "VirtualMachine":
