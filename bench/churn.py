@@ -13,10 +13,10 @@ churn rounds, each choosing a fresh 20 % of the running VMs (`tasks.churn.choose
    parallelMigrationsPerCluster 50 and parallelOutboundMigrationsPerNode 5, as an administrator would
    for a maintenance window, and restores the defaults afterwards.
 
-Each round runs what the churn flow runs, without Prefect: `tasks.migrate.snapshot` →
-`MigrationRunner` (paced by the limits it reads from the CR, followed by one watch) → snapshot →
-`tasks.churn.diff`; then (raised round) `write_run_reports` with the churn rows and the capacity
-tables as the flow writes them, and `chromium --headless --dump-dom` of churn.html, which must contain
+Each round runs the churn step itself, in-process as the command line runs it (`tasks.migrate.run_churn`:
+snapshot → choose → migrations paced by the limits in the CR, followed by one watch → snapshot → diff →
+capacity; no re-probe); then (raised round) its reports through `tasks.reports.publish.report`, and
+`chromium --headless --dump-dom` of churn.html, which must contain
 the per-VM table with one row per selected VM. Checks: every migration Succeeded; on Layer3 every VM
 that changed node changed address, on Layer2 none changed address.
 """
@@ -30,12 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    fanout_like_flow,
+    fanout,
     figure,
     load_average,
     make_kube,
@@ -47,12 +46,11 @@ from bench.common import (
     start_cluster,
     teardown_namespaces,
 )
-from tasks.churn import choose_vms, diff
 from tasks.kube import Kube
-from tasks.migrate import KUBEVIRT_API, MigrationRunner, migration_limits, snapshot
-from tasks.model import StepSummary
-from tasks.reports import churn_summary, write_run_reports
-from tasks.spec import RolloutSpec
+from tasks.kube.resources import KUBEVIRT
+from tasks.migrate import migration_limits, run_churn
+from tasks.reports.publish import report
+from tasks.spec import ChurnSpec, RolloutSpec
 
 NODES = 20
 CHROMIUM = "/usr/bin/chromium"
@@ -61,10 +59,10 @@ RAISED_LIMITS = (50, 5)
 
 
 def set_limits(kube: Kube, per_cluster: int, per_node: int) -> None:
-    kvs, _ = kube.list(*KUBEVIRT_API)
+    kvs, _ = kube.list(KUBEVIRT)
     kv = kvs[0]
     kube.patch(
-        *KUBEVIRT_API,
+        KUBEVIRT,
         kv["metadata"]["name"],
         {
             "spec": {
@@ -81,22 +79,15 @@ def set_limits(kube: Kube, per_cluster: int, per_node: int) -> None:
     assert migration_limits(kube) == (per_cluster, per_node)
 
 
-def churn_round(kube: Kube, spec: RolloutSpec, fraction: float, seed: int, pid: int | None) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    before = snapshot(kube, spec)
-    snap_s = time.perf_counter() - t0
-    keys = choose_vms(before, fraction=fraction, seed=seed)
-    by_key = {(s.namespace, s.name): s for s in before}
-    chosen = [by_key[k] for k in keys]
-    runner = MigrationRunner(kube, spec, uuid.uuid4().hex[:8])
+def churn_round(kube: Kube, spec: RolloutSpec, pid: int | None) -> dict[str, Any]:
+    """One churn step as the command line runs it (``tasks.migrate.run_churn``, no re-probe: the bench
+    measures the migrations and the diff; connectivity has its own bench)."""
+    per_cluster, per_node = migration_limits(kube)
     with metered(pid) as m:
-        migrations = runner.run(chosen, timeout=3600)
-    after = snapshot(kube, spec)
-    t0 = time.perf_counter()
-    rows = diff(before, after, migrations, keys)
-    diff_s = time.perf_counter() - t0
+        result = run_churn(kube, spec, reprobe=False)
+    rows, migrations = result.rows, result.migrations
     succeeded = sum(1 for r in migrations if r.phase == "Succeeded")
-    assert succeeded == len(keys), f"{len(keys) - succeeded} of {len(keys)} migrations did not succeed"
+    assert succeeded == len(rows), f"{len(rows) - succeeded} of {len(rows)} migrations did not succeed"
     moved = sum(r.node_changed for r in rows)
     changed = sum(r.ip_changed for r in rows)
     if spec.network.topology == "Layer3":
@@ -105,53 +96,33 @@ def churn_round(kube: Kube, spec: RolloutSpec, fraction: float, seed: int, pid: 
         assert changed == 0, f"{changed} Layer2 VMs changed IP"
     durations = sorted(r.duration_s for r in rows if r.duration_s is not None)
     return {
-        "limits": {
-            "parallelMigrationsPerCluster": runner.per_cluster,
-            "parallelOutboundMigrationsPerNode": runner.per_node,
-        },
-        "selected": len(keys),
+        "limits": {"parallelMigrationsPerCluster": per_cluster, "parallelOutboundMigrationsPerNode": per_node},
+        "selected": len(rows),
         "succeeded": succeeded,
         "nodeChanged": moved,
         "ipChanged": changed,
         "staleIpHazards": sum(r.stale_ip_hazard for r in rows),
-        "peakInFlight": runner.peak_in_flight,
-        "migrationWallSeconds": rnd(m.wall, 3),
-        "migrationsPerSecond": rnd(len(keys) / m.wall, 1),
+        "peakInFlight": result.peak_in_flight,
+        "churnStepSeconds": rnd(m.wall, 3),
+        "migrationsPerSecond": rnd(len(rows) / m.wall, 1),
         "migrationDurationP50Seconds": rnd(durations[len(durations) // 2], 3) if durations else None,
-        "snapshotSeconds": rnd(snap_s, 3),
-        "diffSeconds": rnd(diff_s, 4),
         "clientCpuSeconds": rnd(m.client_cpu, 2),
         "serverCpuSeconds": rnd(m.server_cpu, 2),
-        "_rows": rows,
-        "_after": after,
-        "_migrations": migrations,
+        "_result": result,
     }
 
 
-def reports(kube: Kube, spec: RolloutSpec, rnd_: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The churn flow's report step: summary, capacity tables, write_run_reports; then Chromium."""
-    from flows.churn import capacity_parts  # imports Prefect (not started); kept out of the timings' way
-    from flows.common import spec_summary
-
-    rows, after, migrations = rnd_["_rows"], rnd_["_after"], rnd_["_migrations"]
+def reports(spec: RolloutSpec, round_: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The churn step's reports (``tasks.reports.publish.report``: churn.csv/.md/.html, capacity.md,
+    run.json); then Chromium renders churn.html."""
+    result = round_["_result"]
     t0 = time.perf_counter()
-    churn_summary(rows, spec.network.topology)
-    cap_rows, cap_summary = capacity_parts(kube, spec, after)
-    figures = {"selected": len(rows), "succeeded": rnd_["succeeded"], "peak_in_flight": rnd_["peakInFlight"]}
-    files = write_run_reports(
-        out,
-        run_id=spec.run_id,
-        spec_summary=spec_summary(spec),
-        figures={"churn": figures},
-        churn_rows=rows,
-        churn_topology=spec.network.topology,
-        capacity_rows=cap_rows,
-        capacity_summary=cap_summary,
-        steps=[StepSummary("churn", all(m.phase == "Succeeded" for m in migrations), figures, [])],
-    )
+    report(spec, result, reports_dir=out, quiet=True)
     report_s = time.perf_counter() - t0
-    html = out / "churn.html"
-    assert html.exists(), f"no churn.html among {sorted(files)}"
+    html = out / spec.run_id / "churn.html"
+    files = sorted(p.name for p in html.parent.iterdir())
+    assert html.exists(), f"no churn.html among {files}"
+    rows = result.rows
     t0 = time.perf_counter()
     p = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", html.resolve().as_uri()],
@@ -168,7 +139,7 @@ def reports(kube: Kube, spec: RolloutSpec, rnd_: dict[str, Any], out: Path) -> d
     return {
         "reportSeconds": rnd(report_s, 3),
         "churnHtmlBytes": html.stat().st_size,
-        "reportFiles": sorted(files),
+        "reportFiles": files,
         "chromiumRenderedRows": vm_rows,
         "chromiumSeconds": rnd(chromium_s, 2),
         "chromiumOk": ok,
@@ -188,31 +159,32 @@ def topology_run(cluster: Any, topology: str, vms: int, index: int, out_root: Pa
     provision_run(cluster, spec)
     kube = make_kube(cluster, qps=0)
     t0 = time.perf_counter()
-    fo = fanout_like_flow(kube, spec)
+    fo = fanout(kube, spec)
     assert fo.ready == spec.total_vms()
     setup_s = time.perf_counter() - t0
     print(f"  {topology}: {fo.ready} VMs up in {setup_s:.1f} s (setup)", flush=True)
     pid = server_pid(cluster)
+    spec = spec.model_copy(update={"churn": ChurnSpec(fraction=0.2)})
     set_limits(kube, *DEFAULT_LIMITS)
-    default = churn_round(kube, spec, 0.2, seed=1, pid=pid)
+    default = churn_round(kube, spec, pid=pid)
     print(
-        f"  {topology}: {default['selected']} migrations at limits {DEFAULT_LIMITS}: {default['migrationWallSeconds']:.1f} s "
+        f"  {topology}: {default['selected']} migrations at limits {DEFAULT_LIMITS}: {default['churnStepSeconds']:.1f} s "
         f"({default['migrationsPerSecond']}/s, peak {default['peakInFlight']} in flight)",
         flush=True,
     )
     set_limits(kube, *RAISED_LIMITS)
     try:
-        raised = churn_round(kube, spec, 0.2, seed=2, pid=pid)
+        raised = churn_round(kube, spec, pid=pid)
     finally:
         set_limits(kube, *DEFAULT_LIMITS)
     print(
-        f"  {topology}: {raised['selected']} migrations at limits {RAISED_LIMITS}: {raised['migrationWallSeconds']:.1f} s "
+        f"  {topology}: {raised['selected']} migrations at limits {RAISED_LIMITS}: {raised['churnStepSeconds']:.1f} s "
         f"({raised['migrationsPerSecond']}/s, peak {raised['peakInFlight']} in flight)",
         flush=True,
     )
-    rep = reports(kube, spec, raised, out_root / spec.run_id)
+    rep = reports(spec, raised, out_root)
     print(
-        f"  {topology}: diff {raised['diffSeconds']:.3f} s, reports {rep['reportSeconds']:.2f} s, "
+        f"  {topology}: reports {rep['reportSeconds']:.2f} s, "
         f"churn.html {rep['churnHtmlBytes'] // 1024} KiB rendered by Chromium with {rep['chromiumRenderedRows']} rows "
         f"in {rep['chromiumSeconds']:.1f} s",
         flush=True,

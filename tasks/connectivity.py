@@ -1,4 +1,6 @@
-"""Run a probe plan over the VMs' serial consoles: one session per source VM, a cap on sessions overall.
+"""Connectivity: the runbook's step 5 — log in to a VM's serial console and ping the others — as a
+probe plan over the whole fleet, run over the VMs' serial consoles: one session per source VM, a cap
+on sessions overall, plus isolation probes that must go unanswered (a canary VM outside the network).
 
 Each source VM gets one console session (login once) and runs its probes one after the other:
 ``ping -c COUNT -W TIMEOUT -w DEADLINE -q IP``. ``-w`` (deadline = COUNT·1 s + TIMEOUT + 1 s) bounds a
@@ -22,14 +24,33 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from tasks.console import REGISTRY, ConsoleError, ConsoleSession, SessionRegistry, WebsocketTarget, mask_secrets
+from tasks.console import REGISTRY, ConsoleDoor, ConsoleError, ConsoleSession, SessionRegistry, mask_secrets
+from tasks.guest import (
+    GUEST_ADDR_COMMAND,
+    GuestCensus,
+    GuestView,
+    explain,
+    global_addresses,
+    parse_ip_addr,
+    vmi_addresses,
+)
+from tasks.kube import Kube, WaitTimeout
+from tasks.kube.resources import NAMESPACE, SECRET, VMI
 from tasks.model import ProbeResult
+from tasks.orchestration import say, unit
+from tasks.outcome import Artifact, ConnectivityFailed, StepResult
 from tasks.pingparse import PingStats, parse_ping
-from tasks.probeplan import Probe, Target, VMEndpoint
+from tasks.probeplan import Probe, ProbePlan, Target, VMEndpoint, group_by_source, plan_isolation, plan_probes
+from tasks.progress import step_progress
+from tasks.render import CANARY_VM, render_canary_namespace, render_canary_vm
+from tasks.reports.connectivity import connectivity_summary, failing_pairs
+from tasks.reports.state import RunParts
+from tasks.spec import RolloutSpec
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +111,7 @@ def credentials_from_secret(kube: Any, namespace: str, secret_name: str) -> tupl
     ``#cloud-config`` document with ``password:`` (and optionally ``user:``, default ``fedora``).
     Raises :class:`CredentialsError` (never showing the password) when that cannot be read.
     """
-    secret = kube.get("v1", "Secret", secret_name, namespace)
+    secret = kube.get(SECRET, secret_name, namespace)
     if secret is None:
         raise CredentialsError(f"Secret {namespace}/{secret_name} not found")
     data = secret.get("data") or {}
@@ -156,8 +177,23 @@ def _result(
     )
 
 
+def look(session: ConsoleSession, src: VMEndpoint) -> GuestView:
+    """What the guest holds (``ip -j addr show eth0``), beside what its VMI says."""
+    out, rc = session.run(GUEST_ADDR_COMMAND, timeout=15)
+    vmi_ips = global_addresses([src.ip]) if src.ip else ()
+    if rc != 0:
+        return GuestView(
+            src.namespace, src.name, src.node, vmi_ips, error=f"`{GUEST_ADDR_COMMAND}` exited {rc}: {out.strip()[:200]}"
+        )
+    try:
+        mac, ips = parse_ip_addr(out)
+    except ValueError as e:
+        return GuestView(src.namespace, src.name, src.node, vmi_ips, error=f"`{GUEST_ADDR_COMMAND}`: {e}")
+    return GuestView(src.namespace, src.name, src.node, vmi_ips, ips, mac, looked=True)
+
+
 def _probe_source(
-    kube: WebsocketTarget,
+    kube: ConsoleDoor,
     key: Key,
     probes: Sequence[Probe],
     endpoints: Mapping[Key, VMEndpoint],
@@ -168,8 +204,10 @@ def _probe_source(
     connect_timeout: float,
     retry_interval: float,
     registry: SessionRegistry | None,
+    views: dict[Key, GuestView] | None = None,
 ) -> list[ProbeResult]:
-    """One source VM: one session, its probes in order. Never raises."""
+    """One source VM: one session — what its guest holds (when ``views`` collects it), then its probes in
+    order. Never raises."""
     src = endpoints.get(key) or probes[0].src
     user, password = credentials
     results: list[ProbeResult] = []
@@ -185,6 +223,8 @@ def _probe_source(
     try:
         with session:
             session.login(user, password, timeout=max(30.0, connect_timeout))
+            if views is not None:
+                views[key] = look(session, src)
             for p in probes:
                 try:
                     cmd = ping_command(p.dst_ip, ping_count, ping_timeout)
@@ -199,11 +239,13 @@ def _probe_source(
         reason = mask_secrets(f"{kind}{e}", [password])
         log.warning("console probes from %s/%s stopped: %s", key[0], key[1], reason)
         results.extend(_result(p, src, endpoints, None, None, reason) for p in probes[len(results) :])
+        if views is not None and key not in views:
+            views[key] = GuestView(src.namespace, src.name, src.node, global_addresses([src.ip]), error=reason)
     return results
 
 
 def run_probes(
-    kube: WebsocketTarget,
+    kube: ConsoleDoor,
     plan_groups: Mapping[Key, Sequence[Probe]],
     endpoints: Mapping[Key, VMEndpoint],
     credentials: tuple[str, str],
@@ -215,6 +257,7 @@ def run_probes(
     on_progress: Progress | None = None,
     retry_interval: float = 1.0,
     registry: SessionRegistry | None = REGISTRY,
+    views: dict[Key, GuestView] | None = None,
 ) -> list[ProbeResult]:
     """Run every probe, one console session per source VM, at most ``max_sessions`` at once.
 
@@ -222,10 +265,12 @@ def run_probes(
     current namespace, node and address (it overrides the plan's copy for the source and target
     fields). Results come back in plan order. ``on_progress(done_sources, total_sources)`` (source VMs
     whose probes are all done) is called from worker threads, serialised, after each source finishes.
+    With ``views``, each source's guest is looked at first (:func:`look`) and its view stored there;
+    a source with no probes is then only looked at.
     """
     if max_sessions < 1:
         raise ValueError("max_sessions must be >= 1")
-    groups = {k: list(v) for k, v in plan_groups.items() if v}
+    groups = {k: list(v) for k, v in plan_groups.items() if v or views is not None}
     total = sum(len(v) for v in groups.values())
     done = 0  # source VMs finished
     lock = threading.Lock()
@@ -244,6 +289,7 @@ def run_probes(
             connect_timeout=connect_timeout,
             retry_interval=retry_interval,
             registry=registry,
+            views=views,
         )
         if on_progress is not None:
             with lock:
@@ -271,4 +317,212 @@ def run_probes(
     return results
 
 
-__all__ = ["CredentialsError", "credentials_from_secret", "ping_command", "run_probes"]
+# ---- the step ------------------------------------------------------------------------------------
+
+
+def endpoints(kube: Kube, spec: RolloutSpec) -> tuple[list[VMEndpoint], list[str]]:
+    """The run's VMs that are Running with an address a peer can reach (the VMI status's first global
+    address), and what was skipped as not the run's."""
+    vmis, _ = kube.list(VMI, label_selector=spec.scope().selector)
+    fleet, skipped = spec.scope().split(vmis, fleet=True)
+    out = []
+    for v in fleet:
+        st = v.get("status") or {}
+        ips = vmi_addresses(v)
+        if st.get("phase") == "Running" and ips:
+            out.append(VMEndpoint(v["metadata"]["namespace"], v["metadata"]["name"], st.get("nodeName", ""), ips[0]))
+    return sorted(out, key=lambda e: (e.namespace, e.name)), skipped
+
+
+@unit("start isolation canary")
+def start_canary(kube: Kube, spec: RolloutSpec, timeout: float = 600) -> Target | None:
+    """A VM in a namespace the network does not select: on the default network, it must stay unreachable."""
+    kube.create_or_get(render_canary_namespace(spec))
+    vm = render_canary_vm(spec)
+    kube.create_or_get(vm)
+    ns = vm["metadata"]["namespace"]
+
+    def running(obj: dict[str, Any] | None) -> bool:
+        st = (obj or {}).get("status") or {}
+        return st.get("phase") == "Running" and bool((st.get("interfaces") or [{}])[0].get("ipAddress"))
+
+    try:
+        vmi = kube.wait_for(VMI, CANARY_VM, ns, condition=running, timeout=timeout)
+    except WaitTimeout:
+        return None
+    st = (vmi or {}).get("status") or {}
+    return Target(
+        st["interfaces"][0]["ipAddress"], f"canary {ns}/{CANARY_VM} (default network)", ns, st.get("nodeName")
+    )
+
+
+@unit("remove isolation canary")
+def remove_canary(kube: Kube, spec: RolloutSpec) -> None:
+    kube.delete(NAMESPACE, spec.scope().canary_namespace)
+
+
+def run_credentials(kube: Kube, spec: RolloutSpec) -> tuple[str, str]:
+    """The console login of the run's VMs, from its credentials Secret."""
+    return credentials_from_secret(kube, spec.namespace_names()[0], spec.credentials_secret_name())
+
+
+@unit("run probes")
+def probe(
+    kube: Kube, spec: RolloutSpec, plan: ProbePlan, eps: list[VMEndpoint]
+) -> tuple[list[ProbeResult], dict[Key, GuestView]]:
+    """Every source's guest is looked at, then it pings; the results carry the cause of each failure."""
+    c = spec.connectivity
+    groups = group_by_source(plan)
+    for e in eps:  # every VM of the fleet is looked at, also one that sends no probe
+        groups.setdefault(e.key, [])
+    views: dict[Key, GuestView] = {}
+    with step_progress("VMs probed", len(groups), key="connectivity-progress", unit=" VMs") as bar:
+        results = run_probes(
+            kube,
+            groups,
+            {e.key: e for e in eps},
+            run_credentials(kube, spec),
+            ping_count=c.ping_count,
+            ping_timeout=c.ping_timeout_seconds,
+            max_sessions=c.max_sessions,
+            on_progress=bar.update,
+            views=views,
+        )
+    return explain(results, views, spec.network.topology), views
+
+
+def observe_guests(kube: Kube, spec: RolloutSpec, eps: Sequence[VMEndpoint]) -> dict[Key, GuestView]:
+    """Log in to each VM's console and read what its guest holds (no probes)."""
+    views: dict[Key, GuestView] = {}
+    run_probes(
+        kube,
+        {e.key: [] for e in eps},
+        {e.key: e for e in eps},
+        run_credentials(kube, spec),
+        max_sessions=spec.connectivity.max_sessions,
+        views=views,
+    )
+    return views
+
+
+@dataclass
+class ConnectivityResult(StepResult):
+    step = "connectivity"
+    failure = ConnectivityFailed
+    report_file = "connectivity.html"
+    results: list[ProbeResult] = field(default_factory=list)
+    coverage: dict[str, Any] = field(default_factory=dict)
+    mode: str = ""
+    skipped: list[str] = field(default_factory=list)
+    guests: list[GuestView] = field(default_factory=list)
+    topology: str = ""
+
+    @property
+    def census(self) -> GuestCensus:
+        return GuestCensus.of(self.guests)
+
+    @property
+    def failing(self) -> list[ProbeResult]:
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def sessions(self) -> int:
+        return len({(r.src_namespace, r.src_vm) for r in self.results})
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return connectivity_summary(self.results)
+
+    def ok(self) -> bool:
+        return not self.failing
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "probes": len(self.results),
+            "sources": self.sessions,
+            "failing": len(self.failing),
+            "wall_s": round(self.wall_s, 2),
+            "mode": self.mode,
+        }
+
+    def problems(self) -> list[str]:
+        return [
+            f"{r.src_namespace}/{r.src_vm} → {r.dst_ip}: {r.outcome}, expected {r.expect}: {r.cause or r.error}"
+            for r in self.failing
+        ]
+
+    def details(self) -> list[str]:
+        """The causes, each once with how many probes it explains, then the first probes."""
+        counts: dict[str, int] = {}
+        for r in self.failing:
+            counts[r.cause] = counts.get(r.cause, 0) + 1
+        return [f"{n} probe{'s' if n != 1 else ''}: {c}" for c, n in sorted(counts.items(), key=lambda x: -x[1])]
+
+    def headline(self) -> str:
+        head = f"{len(self.results)} probes from {self.sessions} VMs ({self.mode}): {len(self.failing)} failing"
+        if self.guests:
+            head += f"\nguests: {self.census.line(self.topology)}"
+        return head
+
+    def failure_message(self) -> str:
+        bad = self.failing
+        top = self.details()[0] if bad else ""
+        return f"{len(bad)} of {len(self.results)} probes did not match their expectation" + (f"; {top}" if top else "")
+
+    def parts(self) -> RunParts:
+        return RunParts(
+            probes=self.results or None,
+            plan_coverage=self.coverage or None,
+            guests=self.guests or None,
+        )
+
+    def artifacts(self) -> list[Artifact]:
+        return [
+            Artifact("connectivity-failing-pairs", "Failing pairs", table=failing_pairs(self.results)),
+            Artifact("connectivity", "Connectivity report", markdown_file="connectivity.md"),
+        ]
+
+
+def run_connectivity(kube: Kube, spec: RolloutSpec) -> ConnectivityResult:
+    """Plan the probes, start the canary, probe over the consoles, remove the canary."""
+    started = time.monotonic()
+    c = spec.connectivity
+    eps, skipped = endpoints(kube, spec)
+    notes = [f"skipped, labelled with the run but outside its namespaces: {', '.join(skipped)}"] if skipped else []
+    if c.mode == "off" or not eps:
+        return ConnectivityResult(mode="off" if c.mode == "off" else "nothing to probe", skipped=skipped, notes=notes)
+    plan = plan_probes(eps, mode=c.mode, full_mesh_threshold=c.full_mesh_threshold, k=c.peers_per_vm, seed=0)
+    sources = len({p.src.key for p in plan.probes})
+    say(
+        f"probing {len(plan.probes)} pairs from {sources} VMs ({plan.mode}) over their serial consoles, "
+        f"at most {c.max_sessions} sessions at once" + (", with an isolation canary" if c.isolation_canary else "")
+    )
+    canary = start_canary(kube, spec) if c.isolation_canary else None
+    try:
+        if canary is not None:
+            plan = plan.extended(plan_isolation(eps, [canary], per_source=1, seed=0))
+        results, views = probe(kube, spec, plan, eps)
+    finally:
+        if c.isolation_canary:
+            remove_canary(kube, spec)
+    return ConnectivityResult(
+        wall_s=time.monotonic() - started,
+        results=results,
+        coverage=plan.coverage(),
+        mode=plan.mode,
+        skipped=skipped,
+        notes=notes,
+        guests=sorted(views.values(), key=lambda v: v.key),
+        topology=spec.network.topology,
+    )
+
+
+__all__ = [
+    "ConnectivityResult",
+    "CredentialsError",
+    "credentials_from_secret",
+    "endpoints",
+    "ping_command",
+    "run_connectivity",
+    "run_probes",
+]

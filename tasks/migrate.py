@@ -1,4 +1,6 @@
-"""Churn execution: snapshot the fleet, live-migrate a chosen set within the cluster's limits, snapshot again.
+"""Churn: the runbook's step 6 — live-migrate VMs and compare IP and node before and after — as a
+measured report: snapshot the fleet, migrate a chosen set within the cluster's limits, snapshot again,
+diff per VM (:mod:`tasks.churn`), re-probe the moved VMs, and size each node's remaining room.
 
 Migrations are created the way `virtctl migrate` has virt-api create them (a
 VirtualMachineInstanceMigration with generateName `kubevirt-migrate-vm-`), labelled with this run
@@ -13,27 +15,41 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
+from tasks.capacity import NodeInfo, layer2_capacity, layer3_capacity
+from tasks.churn import choose_vms, diff
+from tasks.connectivity import observe_guests, run_credentials, run_probes
+from tasks.guest import GuestView, cause, explain
 from tasks.kube import Kube, KubeError, WatchEvent
-from tasks.model import MigrationResult, VMSnapshot
-from tasks.spec import RUN_LABEL, RolloutSpec
+from tasks.kube.resources import KUBEVIRT, NODE, VM, VMI, VMIM
+from tasks.model import ChurnRow, MigrationResult, ProbeResult, VMSnapshot
+from tasks.orchestration import say, unit
+from tasks.outcome import Artifact, ChurnFailed, StepResult
+from tasks.probeplan import Probe, ProbePlan, Target, VMEndpoint, group_by_source
+from tasks.progress import step_progress
+from tasks.render import render_migration
+from tasks.reports.churn import churn_frame, churn_summary
+from tasks.reports.state import RunParts
+from tasks.scope import CHURN_LABEL
+from tasks.spec import RolloutSpec
 
-VMI_API = ("kubevirt.io/v1", "VirtualMachineInstance")
-VMIM_API = ("kubevirt.io/v1", "VirtualMachineInstanceMigration")
-KUBEVIRT_API = ("kubevirt.io/v1", "KubeVirt")
-CHURN_LABEL = "udn-rollout.io/churn"
 FINAL = ("Succeeded", "Failed")
+Key = tuple[str, str]
 
 
+@unit("snapshot VMs")
 def snapshot(kube: Kube, spec: RolloutSpec) -> list[VMSnapshot]:
-    """Every VMI of the run: namespace, name, node, IP(s), MAC, phase."""
-    vmis, _ = kube.list(*VMI_API, label_selector=f"{RUN_LABEL}={spec.run_id}")
+    """Every VMI of the run's fleet: namespace, name, node, IP(s), MAC, phase."""
+    vmis, _ = kube.list(VMI, label_selector=spec.scope().selector)
+    fleet, _ = spec.scope().split(vmis, fleet=True)
     out = []
-    for v in vmis:
+    for v in fleet:
         st = v.get("status") or {}
         iface = (st.get("interfaces") or [{}])[0]
         out.append(
@@ -52,7 +68,7 @@ def snapshot(kube: Kube, spec: RolloutSpec) -> list[VMSnapshot]:
 
 def migration_limits(kube: Kube) -> tuple[int, int]:
     """(parallelMigrationsPerCluster, parallelOutboundMigrationsPerNode) from the KubeVirt CR."""
-    kvs, _ = kube.list(*KUBEVIRT_API)
+    kvs, _ = kube.list(KUBEVIRT)
     mig = ((((kvs[0] if kvs else {}).get("spec") or {}).get("configuration") or {}).get("migrations")) or {}
     return int(mig.get("parallelMigrationsPerCluster", 5)), int(mig.get("parallelOutboundMigrationsPerNode", 2))
 
@@ -60,12 +76,10 @@ def migration_limits(kube: Kube) -> tuple[int, int]:
 def _parse_ts(value: str | None) -> float | None:
     if not value:
         return None
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            continue
-    return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def result_of(vmim: dict[str, Any], vm: str, timed_out: bool = False) -> MigrationResult:
@@ -127,11 +141,13 @@ class MigrationRunner:
                 self.done[name] = ev.object
                 self.cond.notify_all()
 
-    def run(self, chosen: list[VMSnapshot], timeout: float) -> list[MigrationResult]:
+    def run(
+        self, chosen: list[VMSnapshot], timeout: float, on_progress: Callable[[int, int], None] | None = None
+    ) -> list[MigrationResult]:
+        """Migrate ``chosen`` within the limits; ``on_progress(finished, total)`` as migrations end."""
         queue = deque(_Pending(s.namespace, s.name, s.node) for s in chosen)
-        informer = self.kube.informer(
-            *VMIM_API, label_selector=f"{CHURN_LABEL}={self.churn_id}", on_event=self._on_event
-        )
+        total = len(queue)
+        informer = self.kube.informer(VMIM, label_selector=f"{CHURN_LABEL}={self.churn_id}", on_event=self._on_event)
         informer.synced.wait(60)
         deadline = time.monotonic() + timeout
         results: list[MigrationResult] = []
@@ -147,6 +163,8 @@ class MigrationRunner:
                             if per_node.get(p.node, 0) < self.per_node:
                                 startable = p
                                 break
+                    if on_progress is not None:
+                        on_progress(len(self.done) + len(results), total)
                     if startable is None:
                         left = deadline - time.monotonic()
                         if left <= 0:
@@ -181,7 +199,7 @@ class MigrationRunner:
                 if name in self.done:
                     results.append(result_of(self.done[name], p.vm))
                 else:
-                    live = self.kube.get(*VMIM_API, name, p.namespace) or {
+                    live = self.kube.get(VMIM, name, p.namespace) or {
                         "metadata": {"name": name, "namespace": p.namespace}
                     }
                     results.append(result_of(live, p.vm, timed_out=True))
@@ -201,16 +219,7 @@ class MigrationRunner:
     _last_error = ""
 
     def _create(self, p: _Pending) -> str | None:
-        body = {
-            "apiVersion": "kubevirt.io/v1",
-            "kind": "VirtualMachineInstanceMigration",
-            "metadata": {
-                "generateName": "kubevirt-migrate-vm-",
-                "namespace": p.namespace,
-                "labels": {**self.spec.labels(), CHURN_LABEL: self.churn_id},
-            },
-            "spec": {"vmiName": p.vm},
-        }
+        body = render_migration(self.spec, p.namespace, p.vm, self.churn_id)
         try:
             return self.kube.create(body)["metadata"]["name"]
         except KubeError as e:
@@ -224,7 +233,7 @@ def network_name(spec: RolloutSpec) -> str:
 
 def node_usage(kube: Kube, spec: RolloutSpec, snapshots: list[VMSnapshot]) -> dict[str, dict[str, Any]]:
     """Per node: its subnet(s) of this network (Layer3, from k8s.ovn.org/node-subnets) and VMs of the run on it."""
-    nodes, _ = kube.list("v1", "Node")
+    nodes, _ = kube.list(NODE)
     out: dict[str, dict[str, Any]] = {}
     for n in nodes:
         ann = (n["metadata"].get("annotations") or {}).get("k8s.ovn.org/node-subnets") or "{}"
@@ -237,3 +246,275 @@ def node_usage(kube: Kube, spec: RolloutSpec, snapshots: list[VMSnapshot]) -> di
         if s.node in out:
             out[s.node]["vms"] += 1
     return out
+
+
+# ---- the step ------------------------------------------------------------------------------------
+
+
+@unit("choose VMs")
+def choose(kube: Kube, spec: RolloutSpec, before: list[VMSnapshot]) -> list[tuple[str, str]]:
+    """The run's VMs to move, by the spec's rule (the canary and anything outside the run never qualify)."""
+    kind, value = spec.churn.choice()
+    if kind == "selector":
+        matched, _ = kube.list(VM, label_selector=f"{value},{spec.scope().selector}")
+        fleet, _ = spec.scope().split(matched, fleet=True)
+        return choose_vms(before, selector_matches={(m["metadata"]["namespace"], m["metadata"]["name"]) for m in fleet})
+    if kind == "drainNode":
+        return choose_vms(before, drain_node=str(value))
+    if kind == "count":
+        return choose_vms(before, count=int(value), seed=len(before))
+    return choose_vms(before, fraction=float(value), seed=len(before))
+
+
+@unit("migrate")
+def migrate(
+    kube: Kube, spec: RolloutSpec, chosen: list[VMSnapshot], churn_id: str
+) -> tuple[list[MigrationResult], int]:
+    runner = MigrationRunner(kube, spec, churn_id, max_parallel=spec.churn.max_parallel)
+    with step_progress("migrations finished", len(chosen), key="churn-progress", unit=" VMs") as bar:
+        results = runner.run(chosen, spec.churn.timeout_seconds, on_progress=bar.update)
+        bar.update(len(chosen))
+    return results, runner.peak_in_flight
+
+
+def capacity_parts(
+    kube: Kube, spec: RolloutSpec, after: list[VMSnapshot]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows and summary for capacity.md: per node subnet (Layer3) or the pool (Layer2), as used now."""
+    usage = node_usage(kube, spec, after)
+    sub = spec.network.subnets[0]
+    if spec.network.topology == "Layer3":
+        nodes = [NodeInfo(name) for name in sorted(usage)]
+        per_node = {name: u["vms"] for name, u in usage.items()}
+        report = layer3_capacity(sub.cidr, sub.host_subnet or 24, nodes, 0, existing_vms_per_node=per_node)
+        rows = report.rows()
+        for row in rows:  # the subnet OVN-K actually gave the node (k8s.ovn.org/node-subnets), not just "yes"
+            actual = usage.get(row["node"], {}).get("subnets") or []
+            if actual:
+                row["subnet"] = ", ".join(actual)
+        return rows, report.summary()
+    l2 = layer2_capacity(sub.cidr, 0, claims_held=len(after))
+    return l2.rows(), l2.summary()
+
+
+def with_guests(rows: list[ChurnRow], before: dict[Key, GuestView], after: dict[Key, GuestView]) -> list[ChurnRow]:
+    """Each row with what its guest held before and after the move (pure)."""
+    out = []
+    for r in rows:
+        b, a = before.get((r.namespace, r.vm)), after.get((r.namespace, r.vm))
+        out.append(
+            replace(
+                r,
+                guest_ip_before=" ".join(b.guest_ips) if b and b.looked else "",
+                guest_ip_after=" ".join(a.guest_ips) if a and a.looked else "",
+            )
+        )
+    return out
+
+
+def reprobe_plan(rows: list[ChurnRow], after: list[VMSnapshot], views: dict[Key, GuestView]) -> ProbePlan | None:
+    """After churn, from a VM that did not move, each moved VM at its new VMI address, and its old address.
+
+    What to expect follows what the guest holds, not what the topology should do: the new address
+    must answer when the moved guest holds it (Layer2 keeps it; a Layer3 guest does not learn the
+    target pod's address) and must stay silent when it does not; the old address must stay silent
+    unless another VM now holds it (the stale-IP hazard, reported apart).
+    """
+    moved = {(r.namespace, r.vm) for r in rows if r.node_changed}
+    running = [s for s in after if s.ip and s.phase == "Running"]
+    # Peers that stayed put; when every VM moved (fraction 1, a drained fleet), the other moved VMs.
+    still = [s for s in running if (s.namespace, s.name) not in moved] or running
+    by_key = {(s.namespace, s.name): s for s in after}
+    probes: list[Probe] = []
+    for i, r in enumerate(sorted(rows, key=lambda r: (r.namespace, r.vm))):
+        peers = [s for s in still if (s.namespace, s.name) != (r.namespace, r.vm)]
+        if (r.namespace, r.vm) not in moved or not peers:
+            continue
+        peer = peers[i % len(peers)]
+        src = VMEndpoint(peer.namespace, peer.name, peer.node, peer.ip)
+        now = by_key.get((r.namespace, r.vm))
+        if now and now.ip:
+            view = views.get((r.namespace, r.vm))
+            holds = view is None or not view.looked or view.holds(now.ip)
+            probes.append(
+                Probe(
+                    src, VMEndpoint(now.namespace, now.name, now.node, now.ip), "mesh", "reply" if holds else "silent"
+                )
+            )
+        if r.ip_changed and not r.old_ip_holder:
+            probes.append(
+                Probe(src, Target(r.ip_before, f"old address of {r.namespace}/{r.vm}"), "isolation", "silent")
+            )
+    if not probes:
+        return None
+    eps = {(s.namespace, s.name): VMEndpoint(s.namespace, s.name, s.node, s.ip) for s in after}
+    return ProbePlan(probes=probes, mode="full", vms=tuple(eps.values()))
+
+
+@unit("re-probe moved VMs")
+def reprobe_moved(
+    kube: Kube, spec: RolloutSpec, rows: list[ChurnRow], after: list[VMSnapshot], views: dict[Key, GuestView]
+) -> list[ProbeResult]:
+    plan = reprobe_plan(rows, after, views)
+    if plan is None:
+        return []
+    eps = {(s.namespace, s.name): VMEndpoint(s.namespace, s.name, s.node, s.ip) for s in after}
+    c = spec.connectivity
+    results = run_probes(
+        kube,
+        group_by_source(plan),
+        eps,
+        run_credentials(kube, spec),
+        ping_count=c.ping_count,
+        ping_timeout=c.ping_timeout_seconds,
+        max_sessions=c.max_sessions,
+    )
+    return explain(results, views, spec.network.topology)
+
+
+def judge_moves(
+    rows: list[ChurnRow], reprobes: list[ProbeResult], views: dict[Key, GuestView], topology: str
+) -> list[ChurnRow]:
+    """Each moved VM: was it reachable at its new VMI address from a VM that stayed, and if not, why (pure)."""
+    at_new = {(p.dst_namespace, p.dst_vm): p for p in reprobes if p.kind == "mesh"}
+    out = []
+    for r in rows:
+        p = at_new.get((r.namespace, r.vm))
+        if p is None:
+            out.append(r)
+            continue
+        reached = p.received > 0
+        why = ""
+        if not reached:
+            why = cause(replace(p, expect="reply"), views, topology)
+        out.append(replace(r, reachable_after="yes" if reached else "no", cause=why))
+    return out
+
+
+@dataclass
+class ChurnResult(StepResult):
+    step = "churn"
+    failure = ChurnFailed
+    report_file = "churn.html"
+    topology: str = ""
+    rows: list[ChurnRow] = field(default_factory=list)
+    migrations: list[MigrationResult] = field(default_factory=list)
+    reprobes: list[ProbeResult] = field(default_factory=list)
+    peak_in_flight: int = 0
+    capacity_rows: list[dict[str, Any]] = field(default_factory=list)
+    capacity_summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The churn report's figures and problems (``tasks.reports.churn.churn_summary``)."""
+        return churn_summary(self.rows, self.topology)
+
+    @property
+    def failed_migrations(self) -> list[MigrationResult]:
+        return [m for m in self.migrations if m.phase != "Succeeded"]
+
+    @property
+    def failed_reprobes(self) -> list[ProbeResult]:
+        return [p for p in self.reprobes if not p.passed]
+
+    def ok(self) -> bool:
+        return not self.failed_migrations and not self.failed_reprobes
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "selected": len(self.rows),
+            "wall_s": round(self.wall_s, 2),
+            "peak_in_flight": self.peak_in_flight,
+            "succeeded": sum(1 for m in self.migrations if m.phase == "Succeeded"),
+            "reachable_after": sum(r.reachable_after == "yes" for r in self.rows),
+            "unreachable_after": sum(r.reachable_after == "no" for r in self.rows),
+        }
+
+    def problems(self) -> list[str]:
+        return [f"migration of {m.namespace}/{m.vm}: {m.phase}: {m.failure_reason}" for m in self.failed_migrations] + [
+            f"re-probe {p.src_namespace}/{p.src_vm} → {p.dst_ip}: {p.outcome} (expected {p.expect})"
+            for p in self.failed_reprobes
+        ]
+
+    def headline(self) -> str:
+        n = len(self.rows)
+        head = (
+            f"{n} VM{'s' if n != 1 else ''} selected, {self.figures()['succeeded']} migrated, "
+            f"{sum(r.node_changed for r in self.rows)} changed node, {sum(r.ip_changed for r in self.rows)} changed IP "
+            f"({self.topology}); stale-IP hazards: {sum(r.stale_ip_hazard for r in self.rows)}"
+        )
+        probed = [r for r in self.rows if r.reachable_after]
+        if probed:
+            reached = sum(r.reachable_after == "yes" for r in probed)
+            head += f"\nafter the move {reached} of {len(probed)} answered at their VMI address from a VM that stayed"
+            whys: dict[str, int] = {}
+            for r in probed:
+                if r.cause:
+                    whys[r.cause] = whys.get(r.cause, 0) + 1
+            head += "".join(f"\n  {k}: {why}" for why, k in sorted(whys.items(), key=lambda x: -x[1]))
+        return head
+
+    def failure_message(self) -> str:
+        first = self.problems()[0] if self.problems() else ""
+        return (
+            f"{len(self.failed_migrations)} migration(s) failed and {len(self.failed_reprobes)} re-probe(s) did "
+            f"not match" + (f"; first: {first}" if first else "")
+        )
+
+    def parts(self) -> RunParts:
+        return RunParts(
+            churn_rows=self.rows,
+            churn_topology=self.topology,
+            capacity_rows=self.capacity_rows,
+            capacity_summary=self.capacity_summary,
+        )
+
+    def artifacts(self) -> list[Artifact]:
+        return [
+            Artifact("churn", "Live-migration churn", table=churn_frame(self.rows)),
+            Artifact("churn-summary", "Churn report", markdown_file="churn.md"),
+        ]
+
+
+@unit("read the guests over their consoles")
+def look_at(kube: Kube, spec: RolloutSpec, vms: list[VMSnapshot]) -> dict[Key, GuestView]:
+    """What the chosen VMs' guests hold (``ip -j addr`` over the console), beside their VMI address."""
+    return observe_guests(
+        kube, spec, [VMEndpoint(s.namespace, s.name, s.node, s.ip) for s in vms if s.phase == "Running"]
+    )
+
+
+def run_churn(kube: Kube, spec: RolloutSpec, *, reprobe: bool = True) -> ChurnResult:
+    """Snapshot → choose → read the guests → migrate within the cluster's limits → snapshot → diff →
+    read the guests again → re-probe from VMs that stayed → capacity."""
+    started = time.monotonic()
+    before = snapshot(kube, spec)
+    keys = choose(kube, spec, before)
+    by_key = {(s.namespace, s.name): s for s in before}
+    chosen = [by_key[k] for k in keys if k in by_key]
+    churn_id = uuid.uuid4().hex[:8]
+    guests_before = look_at(kube, spec, chosen) if reprobe and chosen else {}
+    n = len(chosen)
+    say(f"migrating {n} of {len(before)} VM{'s' if len(before) != 1 else ''} (churn {churn_id})")
+    migrations, peak = migrate(kube, spec, chosen, churn_id)
+    after = snapshot(kube, spec)
+    rows = diff(before, after, migrations, keys)
+    reprobes: list[ProbeResult] = []
+    if reprobe and rows:
+        after_by = {(s.namespace, s.name): s for s in after}
+        moved = [after_by[(r.namespace, r.vm)] for r in rows if r.node_changed and (r.namespace, r.vm) in after_by]
+        guests_after = look_at(kube, spec, moved) if moved else {}
+        rows = with_guests(rows, guests_before, guests_after)
+        reprobes = reprobe_moved(kube, spec, rows, after, guests_after)
+        rows = judge_moves(rows, reprobes, guests_after, spec.network.topology)
+    cap_rows, cap_summary = capacity_parts(kube, spec, after)
+    return ChurnResult(
+        wall_s=time.monotonic() - started,
+        topology=spec.network.topology,
+        rows=rows,
+        migrations=migrations,
+        reprobes=reprobes,
+        peak_in_flight=peak,
+        capacity_rows=cap_rows,
+        capacity_summary=cap_summary,
+    )

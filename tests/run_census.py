@@ -6,20 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.kube import Kube
+from tasks.kube.resources import CUDN, NAD, NAMESPACE, SECRET, VM, VMI, VMIM, Resource
 from tasks.spec import RUN_LABEL, RolloutSpec
 
-VM = ("kubevirt.io/v1", "VirtualMachine")
-VMI = ("kubevirt.io/v1", "VirtualMachineInstance")
-VMIM = ("kubevirt.io/v1", "VirtualMachineInstanceMigration")
-NS = ("v1", "Namespace")
-SECRET = ("v1", "Secret")
-CUDN = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
-NAD = ("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
+NS = NAMESPACE
+__all__ = ["CUDN", "NAD", "NS", "SECRET", "VM", "VMI", "VMIM", "by_run", "keys"]
 
 
-def by_run(kube: Kube, api: tuple[str, str], spec: RolloutSpec) -> list[dict[str, Any]]:
+def by_run(kube: Kube, api: Resource, spec: RolloutSpec) -> list[dict[str, Any]]:
     """Every object of one kind that carries the run's label."""
-    items, _ = kube.list(*api, label_selector=f"{RUN_LABEL}={spec.run_id}")
+    items, _ = kube.list(api, label_selector=f"{RUN_LABEL}={spec.run_id}")
     return items
 
 

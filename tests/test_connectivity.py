@@ -19,6 +19,7 @@ from simcluster import ClusterConfig, SimCluster
 from tasks.connectivity import CredentialsError, credentials_from_secret, ping_command, run_probes
 from tasks.console import REGISTRY, ConsoleSession, SessionRegistry
 from tasks.kube import ClusterTarget, Kube
+from tasks.kube.resources import NAD, VMI
 from tasks.probeplan import Target, VMEndpoint, group_by_source, plan_isolation, plan_probes
 
 T = TypeVar("T")
@@ -50,7 +51,10 @@ def vm_manifest(ns: str, name: str, node: str, iface: dict[str, Any]) -> dict[st
             "template": {
                 "spec": {
                     "domain": {
-                        "devices": {"interfaces": [{"name": "net", **iface}]},
+                        "devices": {
+                            "interfaces": [{"name": "net", **iface}],
+                            "disks": [{"name": "cloudinitdisk", "disk": {"bus": "virtio"}}],
+                        },
                         "resources": {"requests": {"memory": "1Gi"}},
                     },
                     "networks": [{"name": "net", "pod": {}}],
@@ -63,7 +67,7 @@ def vm_manifest(ns: str, name: str, node: str, iface: dict[str, Any]) -> dict[st
 
 
 def endpoint(kube: Kube, ns: str, name: str) -> VMEndpoint | None:
-    vmi = kube.get("kubevirt.io/v1", "VirtualMachineInstance", name, ns)
+    vmi = kube.get(VMI, name, ns)
     st = (vmi or {}).get("status") or {}
     ifaces = st.get("interfaces") or []
     if st.get("phase") == "Running" and ifaces and ifaces[0].get("ipAddress"):
@@ -107,7 +111,7 @@ def fleet() -> Iterator[Fleet]:
             }
         )
         for ns in udn_ns:
-            wait_for(lambda ns=ns: kube.list("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", ns)[0], what="NAD")
+            wait_for(lambda ns=ns: kube.list(NAD, ns)[0], what="NAD")
         for ns in [*udn_ns, plain]:
             kube.create(
                 {
@@ -277,7 +281,7 @@ def test_a_held_console_is_waited_for(fleet: Fleet) -> None:
     """A source whose console is held elsewhere in the process waits its turn (never a second session)."""
     reg = SessionRegistry()
     a, b = list(fleet.vms.values())[:2]
-    key = (fleet.kube.websocket_options()["url"], a.namespace, a.name)
+    key = (fleet.kube.server, a.namespace, a.name)
     reg.claim(key)
     plan = plan_probes([a, b], mode="full")
     threading.Timer(0.3, reg.release, args=(key,)).start()

@@ -16,20 +16,21 @@ from pathlib import Path
 
 import pytest
 
-from flows.churn import ChurnFailed, churn
-from flows.common import ClusterParams, connect
+from flows.churn import churn
 from flows.fanout import fanout
 from flows.provision import provision
 from simcluster import ClusterConfig, SimCluster
 from tasks import reports
 from tasks.churn import diff
-from tasks.kube import Kube, WatchEvent
-from tasks.migrate import VMIM_API, migration_limits, snapshot
+from tasks.kube import ClusterParams, Kube, WatchEvent, connect
+from tasks.kube.resources import VM, VMI, VMIM
+from tasks.migrate import migration_limits, snapshot
 from tasks.model import VMSnapshot
+from tasks.outcome import ChurnFailed
 from tasks.render import render_vms
 from tasks.spec import RUN_LABEL, RolloutSpec, load_spec
 
-VMI_API = ("kubevirt.io/v1", "VirtualMachineInstance")
+VMI_API = VMI
 NODES = 3
 PER_CLUSTER = 2  # the KubeVirt CR's parallelMigrationsPerCluster (OpenShift's default is 5)
 HOST_SUBNET = 28  # 12 usable addresses per node: an old address is handed out again quickly
@@ -82,7 +83,7 @@ def env(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
             spec = run.spec()
             provision(spec, cluster)
             fanout(spec, cluster)
-        yield Env(sim, cluster, connect(cluster, l3.spec()), l3, l2)
+        yield Env(sim, cluster, connect(cluster, l3.spec().api), l3, l2)
 
 
 class MigrationWatch:
@@ -95,7 +96,7 @@ class MigrationWatch:
         self.peak = 0
         self.peak_per_node = 0
         self.lock = threading.Lock()
-        self.informer = kube.informer(*VMIM_API, label_selector=f"{RUN_LABEL}={run_id}", on_event=self.on_event)
+        self.informer = kube.informer(VMIM, label_selector=f"{RUN_LABEL}={run_id}", on_event=self.on_event)
         assert self.informer.synced.wait(30)
 
     def on_event(self, ev: WatchEvent) -> None:
@@ -135,9 +136,14 @@ def test_layer3_moved_vms_change_ip_within_limits_and_capacity(env: Env, monkeyp
     assert len(moved) == 6
     assert all(r.ip_changed for r in moved), [(r.vm, r.ip_before, r.ip_after) for r in moved]
     assert all(r.ip_after.startswith("192.168.") and r.ip_after != r.ip_before for r in moved)
-    assert result.summary["ip_changed_pct_of_moved"] == 100.0 and result.summary["ok"]
-    # The moved VMs answer at their new address from a VM that stayed; the old address is silent.
+    assert result.summary["ip_changed_pct_of_moved"] == 100.0
+    # What the guests saw (upstream: no DHCP for VMs on Layer3, no VM migration handling): the guest
+    # holds no address before or after, so nothing answers at the new VMI address — and the re-probes
+    # expected exactly that (they follow what the guest holds); the old address is silent too.
+    assert all(r.guest_ip_before == "" and r.guest_ip_after == "" for r in moved)
+    assert all(r.reachable_after == "no" and "no IPv4 address" in r.cause for r in moved), moved[0].cause
     assert result.reprobes and all(p.passed for p in result.reprobes)
+    assert not result.summary["ok"] and "did not answer at their VMI address" in result.summary["problems"][0]
 
     # Within the KubeVirt CR's limits: never more than parallelMigrationsPerCluster unfinished, never
     # more than one leaving a node (as the flow saw it and as a separate watch saw it).
@@ -174,6 +180,9 @@ def test_layer2_no_vm_changes_ip(env: Env, monkeypatch: pytest.MonkeyPatch) -> N
     assert all(r.ip_before == r.ip_after and r.ip_after.startswith("10.200.") for r in result.rows)
     assert result.summary["ip_changed"] == 0 and result.summary["ok"]
     assert result.reprobes and all(p.passed for p in result.reprobes)
+    # Layer2 with persistent IPs: the guest holds the same address before and after, and answers there.
+    assert all(r.guest_ip_before == r.ip_before == r.guest_ip_after for r in result.rows)
+    assert all(r.reachable_after == "yes" and not r.cause for r in result.rows)
     rows = reports.read_churn_csv(env.l2.reports / "churn.csv")
     assert all(r.ip_before == r.ip_after for r in rows)
     assert (env.l2.reports / "churn.html").exists()
@@ -248,8 +257,8 @@ def test_stale_ip_hazard_when_old_address_is_reused(env: Env, monkeypatch: pytes
     summary = reports.churn_summary(rows, "Layer3")
     assert summary["stale_ip_hazards"] == 1 and not summary["ok"]
     assert any("stale-IP hazard" in p for p in summary["problems"])
-    reports.write_run_reports(tmp_path, run_id=spec.run_id, churn_rows=rows, churn_topology="Layer3")
+    reports.write_run_reports(tmp_path, reports.RunParts(run_id=spec.run_id, churn_rows=rows, churn_topology="Layer3"))
     assert f"{ns}/{holders[0].name}" in (tmp_path / "churn.md").read_text()
 
     for name in names:
-        env.kube.delete("kubevirt.io/v1", "VirtualMachine", name, ns)
+        env.kube.delete(VM, name, ns)

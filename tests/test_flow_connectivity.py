@@ -13,19 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from flows.common import ClusterParams, connect
-from flows.connectivity import ConnectivityFailed, canary_namespace, connectivity, endpoints
+from flows.connectivity import connectivity
 from flows.fanout import fanout
 from flows.provision import provision
 from simcluster import ClusterConfig, SimCluster
 from tasks import reports
 from tasks.connectivity import credentials_from_secret, run_probes
-from tasks.kube import Kube
+from tasks.connectivity import endpoints as _endpoints
+from tasks.kube import ClusterParams, Kube, connect
+from tasks.kube.resources import NAMESPACE, VMI, Resource
+from tasks.outcome import ConnectivityFailed
 from tasks.probeplan import Probe, Target, VMEndpoint, group_by_source, plan_probes
+from tasks.scope import canary_namespace
 from tasks.spec import RolloutSpec, load_spec
 
-NS_API = ("v1", "Namespace")
-VMI_API = ("kubevirt.io/v1", "VirtualMachineInstance")
+NS_API = NAMESPACE
+VMI_API = VMI
+
+
+def endpoints(kube: Kube, spec: RolloutSpec) -> list[VMEndpoint]:
+    return _endpoints(kube, spec)[0]
 
 
 @dataclass
@@ -57,13 +64,13 @@ def fleet(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> It
         cluster = ClusterParams(kubeconfig=str(sim.kubeconfig))
         provision(spec, cluster)
         fanout(spec, cluster)
-        yield Fleet(sim, spec, cluster, connect(cluster, spec), root / spec.run_id)
+        yield Fleet(sim, spec, cluster, connect(cluster, spec.api), root / spec.run_id)
 
 
-def wait_gone(kube: Kube, api: tuple[str, str], name: str, timeout: float = 30) -> bool:
+def wait_gone(kube: Kube, api: Resource, name: str, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if kube.get(*api, name) is None:
+        if kube.get(api, name) is None:
             return True
         time.sleep(0.1)
     return False
@@ -89,7 +96,7 @@ def test_full_mesh_all_reachable_canary_silent_and_removed(fleet: Fleet, monkeyp
     assert result.summary["verdict"] == "PASS"
 
     # The canary: a VM in the run's canary namespace on the default network, probed by every VM.
-    canary_ns = canary_namespace(fleet.spec)
+    canary_ns = canary_namespace(fleet.spec.run_id)
     assert len(iso) == n
     assert {r.dst_namespace for r in iso} == {canary_ns}
     assert all(r.expect == "silent" and r.received == 0 and r.passed for r in iso)
@@ -99,7 +106,7 @@ def test_full_mesh_all_reachable_canary_silent_and_removed(fleet: Fleet, monkeyp
     assert list(verdicts["verdict"]) == [reports.SILENT]
     # … and removed afterwards.
     assert wait_gone(fleet.kube, NS_API, canary_ns), f"canary namespace {canary_ns} still there"
-    assert fleet.kube.list(*VMI_API, namespace=canary_ns)[0] == []
+    assert fleet.kube.list(VMI, namespace=canary_ns)[0] == []
 
     # Reports: a row per probe, the heatmap page.
     rows = reports.read_probes_csv(fleet.reports / "connectivity.csv")
@@ -162,7 +169,7 @@ def test_answered_isolation_probe_is_a_leak(fleet: Fleet, tmp_path: Path) -> Non
     assert f"{src.namespace}/{src.name}" in verdicts.iloc[0]["answered_sources"]
     summary = reports.connectivity_summary(results)
     assert summary["isolation_leaks"] == 1 and summary["mesh_failed"] == 0 and summary["verdict"] == "FAIL"
-    reports.write_run_reports(tmp_path, run_id="leak", probes=results)
+    reports.write_run_reports(tmp_path, reports.RunParts(run_id="leak", probes=results))
     md = (tmp_path / "connectivity.md").read_text()
     assert reports.LEAK in md and "FAIL" in md
     assert reports.LEAK in (tmp_path / "connectivity.html").read_text()
@@ -170,7 +177,7 @@ def test_answered_isolation_probe_is_a_leak(fleet: Fleet, tmp_path: Path) -> Non
 
 def test_flow_fails_when_the_canary_answers(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
     """The flow end to end with a canary that (wrongly) shares the fleet's network: ConnectivityFailed."""
-    import flows.connectivity as mod
+    import tasks.connectivity as mod
 
     monkeypatch.setenv("UDN_ROLLOUT_REPORTS", str(fleet.reports.parent))
     eps = endpoints(fleet.kube, fleet.spec)

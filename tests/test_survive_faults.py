@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from run_census import CUDN, NAD, NS, SECRET, VM, VMI, VMIM, by_run, keys
 
-from flows.common import ClusterParams
-from flows.rollout import RolloutFailed, RolloutResult, rollout
+from flows.rollout import RolloutResult, rollout
 from simcluster import ClusterConfig, SimCluster
-from tasks.kube import ClusterTarget, Kube, shared_kube
+from tasks.kube import ClusterParams, ClusterTarget, Kube, shared_kube
+from tasks.kube.resources import EVENT
+from tasks.outcome import RolloutFailed
 from tasks.spec import RolloutSpec, load_spec
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
@@ -76,9 +77,9 @@ def make_spec(topology: str) -> RolloutSpec:
             "namespaces.names={" + names + "}",
             f"vms.perNamespace={PER_NAMESPACE}",
             # paced, so the fan-out lasts seconds and the node is lost in the middle of it
-            "fanout.qps=10",
-            "fanout.burst=5",
-            "fanout.maxInFlight=16",
+            "api.qps=10",
+            "api.burst=5",
+            "api.maxInFlight=16",
             "fanout.readyTimeoutSeconds=90",
             "connectivity.mode=sampled",
             "connectivity.peersPerVm=2",
@@ -145,8 +146,8 @@ def test_rollout_survives_api_faults_start_failures_and_a_lost_node(
 ) -> None:
     spec = make_spec(topology)
     params = ClusterParams(kubeconfig=str(cluster.kubeconfig))
-    f = spec.fanout
-    client = shared_kube(params.target(), qps=f.qps, burst=f.burst, max_in_flight=f.max_in_flight)
+    a = spec.api
+    client = shared_kube(params.target(), qps=a.qps, burst=a.burst, max_in_flight=a.max_in_flight)
     stats_before = client.stats.snapshot()
     counters_before = dict(cluster.admin("GET", "/simcluster/v1/faults")["counters"])
 
@@ -191,7 +192,7 @@ def test_rollout_survives_api_faults_start_failures_and_a_lost_node(
     assert [c["metadata"]["name"] for c in by_run(observer, CUDN, spec)] == [spec.network.name]
     secrets = keys(by_run(observer, SECRET, spec))
     assert secrets == sorted((ns, spec.credentials_secret_name()) for ns in spec.namespace_names())
-    nads = [n for ns in spec.namespace_names() for n in observer.list(*NAD, namespace=ns)[0]]
+    nads = [n for ns in spec.namespace_names() for n in observer.list(NAD, namespace=ns)[0]]
     assert keys(nads) == sorted((ns, spec.network.name) for ns in spec.namespace_names())
     vmims = by_run(observer, VMIM, spec)
     churned = result.churn if result is not None else None
@@ -238,6 +239,7 @@ def test_rollout_survives_api_faults_start_failures_and_a_lost_node(
             failing = [r for r in csv.DictReader(fh) if r["passed"] != "True"]
         assert failing and f"{len(failing)} of " in str(failure)
         assert all(r["outcome"] and r["outcome"] != r["expect"] for r in failing), failing
+        assert all(r["cause"] for r in failing), failing  # each says why, in words
 
     # Churn: completed, or each failed migration named with its reason in churn.md.
     churn_md = reports_root / spec.run_id / "churn.md"
@@ -248,7 +250,7 @@ def test_rollout_survives_api_faults_start_failures_and_a_lost_node(
                 assert m.vm in text and m.failure_reason
 
     survived = delta["429"] + delta["5xx"]
-    events = [e for ns in spec.namespace_names() for e in observer.list("v1", "Event", namespace=ns)[0]]
+    events = [e for ns in spec.namespace_names() for e in observer.list(EVENT, namespace=ns)[0]]
     start_failures = sum(1 for e in events if e.get("reason") == "VirtualMachineFailed")
     node_failures = sum(1 for e in events if e.get("reason") == "NodeUnresponsive")
     assert node_failures >= len(loss.victims)
