@@ -39,6 +39,8 @@ SCENARIOS: dict[str, str] = {
     "churn": "bench.churn",
     "rollout": "bench.rollout",
     "server": "bench.server_throughput",
+    "commands": "bench.commands",
+    "history": "bench.history",
 }
 
 

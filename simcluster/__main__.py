@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from simcluster.faults import Faults
 from simcluster.seed import ClusterConfig
-from simcluster.server import serve_forever
+from simcluster.server import TOKEN_ENV, serve_forever
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--ready-file", type=Path)
     s.add_argument("--config-json", default="{}")
     s.add_argument("--faults-json", default="{}")
-    s.add_argument("--token")
     s.add_argument("--history", type=int, default=100_000)
     s.add_argument("--parent-pid", type=int, help="stop when this process is gone")
     a = p.parse_args(argv)
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         state_file=a.state,
         tls_enabled=not a.insecure_http,
         faults=faults,
-        token=a.token,
+        token=os.environ.pop(TOKEN_ENV, None),
         ready_file=a.ready_file,
         history=a.history,
         announce=a.ready_file is None,

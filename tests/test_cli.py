@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from simcluster import ClusterConfig, SimCluster
+from tasks.kube.resources import CUDN, NAMESPACE
 from tasks.model import ChurnRow, ProbeResult
-from tasks.reports import write_run_reports
+from tasks.reports import RunParts, write_run_reports
 from udn_rollout.cli import EXIT_CLUSTER, EXIT_FAILED, EXIT_OK, EXIT_PREFLIGHT, EXIT_USAGE, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ COMMANDS = [
     "report",
     "serve",
 ]
-CUDN = ("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
+
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SIM_SERVE = [sys.executable, "-m", "udn_rollout.cli", "sim", "serve"]
 
@@ -197,7 +198,7 @@ def test_report_rerenders_a_run_directory(tmp_path: Path, capsys: pytest.Capture
         exit_code=0,
     )
     row = ChurnRow("a", "vm-1", "worker-0", "worker-1", "10.200.0.3", "10.200.0.3", "Succeeded", 1.5, "", "")
-    write_run_reports(run, run_id="run-x", probes=[probe], churn_rows=[row], churn_topology="Layer2")
+    write_run_reports(run, RunParts(run_id="run-x", probes=[probe], churn_rows=[row], churn_topology="Layer2"))
     for name in ("connectivity.md", "connectivity.html", "churn.md", "churn.html", "summary.md"):
         (run / name).unlink()
 
@@ -251,7 +252,7 @@ def test_unreachable_or_unconfigured_cluster_exits_4(
     # exponential back-off (10-20 s in all with the defaults); shrink the back-off for the test.
     import socket
 
-    import tasks.kube
+    import tasks.kube.client
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -269,7 +270,7 @@ def test_unreachable_or_unconfigured_cluster_exits_4(
             }
         )
     )
-    monkeypatch.setattr(tasks.kube, "BACKOFF_BASE", 0.001)
+    monkeypatch.setattr(tasks.kube.client, "BACKOFF_BASE", 0.001)
     started = time.monotonic()
     assert main(["preflight", *spec_args(f"gone-{tag()}"), "--kubeconfig", str(kubeconfig)]) == EXIT_CLUSTER
     assert time.monotonic() - started < 30
@@ -306,8 +307,8 @@ def test_failing_preflight_exits_3_and_changes_nothing(
         captured = capsys.readouterr()
         assert "preflight failed" in captured.err and "nothing was changed" in captured.err
         assert "FAIL" in captured.out
-    assert kube.get(*CUDN, f"net-{run_id}") is None
-    assert kube.get("v1", "Namespace", f"{run_id}-b") is None
+    assert kube.get(CUDN, f"net-{run_id}") is None
+    assert kube.get(NAMESPACE, f"{run_id}-b") is None
 
 
 def test_fanout_ping_churn_on_a_provisioned_run(
@@ -347,7 +348,7 @@ def test_rollout_with_sim(prefect_harness: None, reports_root: Path, capsys: pyt
     run_id = f"ro-{tag()}"
     assert main(["rollout", *spec_args(run_id, "churn.count=1"), "--sim", "--sim-nodes", "3"]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "4/4 VMs ready" in out and "0 failing" in out and "1 VMs selected, 1 migrated" in out
+    assert "4/4 VMs ready" in out and "0 failing" in out and "1 VM selected, 1 migrated" in out
     assert f"rollout {run_id} finished" in out
     summary = (reports_root / run_id / "summary.md").read_text()
     for name in ("inventory.csv", "connectivity.html", "churn.md", "capacity.md", "preflight.md"):
@@ -375,13 +376,13 @@ def test_rollout_failure_and_teardown(
     from tasks.kube import ClusterTarget, Kube
 
     kube = Kube(ClusterTarget(kubeconfig=str(sim.kubeconfig)))
-    assert kube.get(*CUDN, f"net-{run_id}") is not None
+    assert kube.get(CUDN, f"net-{run_id}") is not None
 
     assert main(["teardown", *args]) == EXIT_OK
     out = capsys.readouterr().out
     assert "deleted " in out and f"delete ClusterUserDefinedNetwork net-{run_id}" in out
-    assert kube.get(*CUDN, f"net-{run_id}") is None
-    assert kube.get("v1", "Namespace", f"{run_id}-a") is None
+    assert kube.get(CUDN, f"net-{run_id}") is None
+    assert kube.get(NAMESPACE, f"{run_id}-a") is None
     assert main(["teardown", *args]) == EXIT_OK
     assert f"nothing labelled with run {run_id} is left" in capsys.readouterr().out
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,7 +42,7 @@ EXAMPLES = {
     "demo": "udn-rollout demo --nodes 4 --vms-per-namespace 4",
     "preflight": "udn-rollout preflight -f specs/seed-l2.yaml --kubeconfig ~/.kube/config",
     "provision": "udn-rollout provision -f specs/seed-l2.yaml --run-id seed-l2",
-    "fanout": "udn-rollout fanout -f specs/seed-l2.yaml --run-id seed-l2 --set fanout.qps=20",
+    "fanout": "udn-rollout fanout -f specs/seed-l2.yaml --run-id seed-l2 --set api.qps=20",
     "ping": "udn-rollout ping -f specs/seed-l2.yaml --run-id seed-l2 --set connectivity.maxSessions=16",
     "churn": "udn-rollout churn -f specs/seed-l3.yaml --run-id seed-l3 --set churn.fraction=0.5",
     "rollout": "udn-rollout rollout -f specs/seed-l2.yaml --sim   (or --kubeconfig/--context for a real cluster)",
@@ -51,6 +50,9 @@ EXAMPLES = {
     "render": "udn-rollout render -f specs/seed-l3.yaml -o out/seed-l3 && oc apply -f out/seed-l3",
     "report": "udn-rollout report seed-l2 --reports-dir reports",
     "serve": "PREFECT_API_URL=http://127.0.0.1:4200/api udn-rollout serve --cron '0 2 * * *'",
+    "runs": "udn-rollout runs --reports-dir reports",
+    "rbac": "udn-rollout rbac -f specs/seed-l2.yaml --user alice | oc apply -f -",
+    "completion": "udn-rollout completion bash > ~/.local/share/bash-completion/completions/udn-rollout",
 }
 
 
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="udn-rollout", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--version", action="version", version=f"udn-rollout {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def cmd(name: str, help_: str, desc: str, spec: bool = True, cluster: bool = True) -> argparse.ArgumentParser:
@@ -201,10 +204,52 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--cron", default="0 2 * * *", help="schedule of rollout-scheduled (default 02:00 daily)")
     sv.add_argument("--spec-file", default="specs/scheduled.yaml", help="spec of the scheduled rollout")
 
+    rn = cmd(
+        "runs",
+        "list the runs whose reports are in the reports directory",
+        "A line per run under the reports directory: run id, started, network, topology, VMs, status and "
+        "where its reports are.",
+        spec=False,
+        cluster=False,
+    )
+    rn.add_argument("--reports-dir", help="reports root (default ./reports)")
+    rb = cmd(
+        "rbac",
+        "print the ClusterRole and bindings a run needs (exactly what preflight checks)",
+        "Print YAML for a ClusterRole with every verb a run needs (the list preflight checks with "
+        "SelfSubjectAccessReviews), a Role for the run's lock, and bindings to a user or service account. "
+        "Review it, then `oc apply -f` it as a cluster administrator.",
+        cluster=False,
+    )
+    who = rb.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="bind to this user (as `oc whoami` prints it)")
+    who.add_argument("--group", help="bind to this group")
+    who.add_argument("--service-account", metavar="NS/NAME", help="bind to this service account")
+    cp = cmd(
+        "completion",
+        "print a shell completion script (bash or zsh)",
+        "Print a completion script for udn-rollout's commands and options. bash: source it, or save it as "
+        "~/.local/share/bash-completion/completions/udn-rollout. zsh: `source <(udn-rollout completion zsh)`.",
+        spec=False,
+        cluster=False,
+    )
+    cp.add_argument("shell", choices=["bash", "zsh"])
+
+    from udn_rollout.historycmd import add_history_parser
     from udn_rollout.simcmd import add_sim_parser
 
     add_sim_parser(sub)
+    add_history_parser(sub)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("udn-rollout")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -215,16 +260,17 @@ def _err(msg: str) -> None:
 def _load_spec(args: argparse.Namespace) -> Any:
     from tasks.spec import load_spec
 
-    return load_spec(args.spec, args.overrides, run_id=args.run_id)
+    spec = load_spec(args.spec, args.overrides, run_id=args.run_id)
+    for notice in spec.notices:
+        print(f"warning: {notice}", file=sys.stderr)
+    return spec
 
 
 @contextlib.contextmanager
 def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     """ClusterParams for the command: the user's cluster, or a fresh simulated one with --sim."""
-    from flows.common import REPORTS_ROOT_ENV, ClusterParams
+    from tasks.kube import ClusterParams
 
-    if getattr(args, "reports_dir", None):
-        os.environ[REPORTS_ROOT_ENV] = args.reports_dir
     if args.sim:
         from simcluster import ClusterConfig, SimCluster
 
@@ -240,61 +286,42 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _reachable(params: Any) -> None:
-    """One quick `/version` call without retries: an unreachable cluster is reported in seconds."""
+    """One quick authenticated call without retries: an unreachable cluster or refused credentials are
+    reported in seconds, with the fix, before any step starts."""
     from tasks.kube import Kube, KubeError
 
     kube = Kube(params.target(), qps=0, retries=0, timeout=10)
     try:
-        kube.version()
+        kube.check_access()
     except KubeError as e:
-        raise KubeError(e.code, e.reason, f"cannot reach the cluster at {kube.server}: {e.message}") from e
+        if e.code == 401:
+            what = f"the cluster at {kube.server} did not accept the credentials of {kube.source} ({e.message})"
+            fix = "log in again (oc login) or pick another --context or --kubeconfig"
+        elif e.code == 403:
+            what = f"the cluster at {kube.server} refused the account of {kube.source} ({e.message})"
+            fix = "use an account that may read the API, or another --context"
+        else:
+            what = f"cannot reach the cluster at {kube.server} ({kube.source}): {e.message}"
+            fix = "check the server address and that the cluster is up (or use --sim)"
+        raise KubeError(e.code, e.reason, f"{what}; {fix}") from e
     finally:
         kube.close()
 
 
 def _run(fn: Callable[[], Any]) -> int:
-    """Run a flow and map what went wrong to an exit code and a message (no traceback for users)."""
-    from flows.fanout import FanoutFailed
-    from flows.preflight import PreflightFailed
+    """Run a step and map what went wrong to an exit code and a message (no traceback for users)."""
     from tasks.kube import KubeError
-    from tasks.provision import ProvisionError
+    from tasks.outcome import StepFailed
 
     try:
         fn()
-    except PreflightFailed as e:
-        _err(str(e) + " — nothing was changed on the cluster")
-        return EXIT_PREFLIGHT
-    except (ProvisionError, FanoutFailed) as e:
+    except StepFailed as e:
         _err(str(e))
-        return EXIT_FAILED
+        return e.exit_code
     except KubeError as e:
         _err(f"the cluster answered {e.code} {e.reason}: {e.message}")
         return EXIT_CLUSTER
-    except _step_failures() as e:
-        _err(str(e))
-        return EXIT_FAILED
     return EXIT_OK
-
-
-def _step_failures() -> tuple[type[BaseException], ...]:
-    out: list[type[BaseException]] = []
-    with contextlib.suppress(ImportError):
-        from flows.connectivity import ConnectivityFailed
-
-        out.append(ConnectivityFailed)
-    with contextlib.suppress(ImportError):
-        from flows.churn import ChurnFailed
-
-        out.append(ChurnFailed)
-    with contextlib.suppress(ImportError):
-        from flows.rollout import RolloutFailed
-
-        out.append(RolloutFailed)
-    with contextlib.suppress(ImportError):
-        from flows.teardown import TeardownIncomplete
-
-        out.append(TeardownIncomplete)
-    return tuple(out) or (RuntimeError,)
 
 
 # ---- commands ------------------------------------------------------------------------------------
@@ -314,47 +341,50 @@ def _render(args: argparse.Namespace) -> int:
 
 def _flow_command(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
+    out = args.reports_dir
     with _cluster(args) as cluster:
         if args.cmd == "preflight":
             from flows.preflight import preflight
 
-            return _run(lambda: preflight(spec, cluster))
+            return _run(lambda: preflight(spec, cluster, out))
         if args.cmd == "provision":
             from flows.provision import provision
 
-            return _run(lambda: provision(spec, cluster))
+            return _run(lambda: provision(spec, cluster, reports_dir=out))
         if args.cmd == "fanout":
             from flows.fanout import fanout
 
-            return _run(lambda: fanout(spec, cluster))
+            return _run(lambda: fanout(spec, cluster, out))
         if args.cmd == "ping":
             from flows.connectivity import connectivity
 
-            return _run(lambda: connectivity(spec, cluster))
+            return _run(lambda: connectivity(spec, cluster, out))
         if args.cmd == "churn":
             from flows.churn import churn
 
-            return _run(lambda: churn(spec, cluster, reprobe=not args.no_reprobe))
+            return _run(lambda: churn(spec, cluster, reprobe=not args.no_reprobe, reports_dir=out))
         if args.cmd == "rollout":
             from flows.rollout import rollout
 
-            return _run(lambda: rollout(spec, cluster, ping=not args.no_ping, churn=not args.no_churn))
+            return _run(lambda: rollout(spec, cluster, ping=not args.no_ping, churn=not args.no_churn, reports_dir=out))
         if args.cmd == "teardown":
             from flows.teardown import teardown
 
-            return _run(lambda: teardown(spec, cluster, dry_run=args.dry_run))
+            return _run(lambda: teardown(spec, cluster, dry_run=args.dry_run, reports_dir=out))
     return EXIT_USAGE
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tasks.reports import rerender
+    from tasks.reports.publish import reports_root
+    from tasks.reports.rundir import rerender
 
-    root = Path(args.reports_dir or os.environ.get("UDN_ROLLOUT_REPORTS") or "reports")
+    root = reports_root(args.reports_dir)
     out = root / args.run_id
-    if not out.is_dir():
+    if not (out / "run.json").is_file():
+        known = sorted(p.parent.name for p in root.glob("*/run.json")) if root.is_dir() else []
         _err(
-            f"no reports for run {args.run_id!r} under {root}/ (run ids there: "
-            f"{', '.join(sorted(p.name for p in root.iterdir() if p.is_dir())) if root.is_dir() else 'none'})"
+            f"no reports for run {args.run_id!r} under {root}/ (run ids there: {', '.join(known) or 'none'}; "
+            "`udn-rollout runs` lists them)"
         )
         return EXIT_USAGE
     for path in rerender(out).values():
@@ -364,8 +394,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tasks.orchestration import tune_gc
     from udn_rollout.prefect_env import configure
-    from udn_rollout.process import tune_gc
 
     configure()
     tune_gc()
@@ -391,6 +421,34 @@ def main(argv: list[str] | None = None) -> int:
             from flows.deployments import serve_all
 
             return serve_all(cron=args.cron, spec_file=args.spec_file)
+        if args.cmd == "history":
+            from udn_rollout.historycmd import run_history
+
+            return run_history(args)
+        if args.cmd == "runs":
+            from udn_rollout.runs import print_runs
+
+            return print_runs(args.reports_dir)
+        if args.cmd == "completion":
+            from udn_rollout.completion import script
+
+            sys.stdout.write(script(build_parser(), args.shell))
+            return EXIT_OK
+        if args.cmd == "rbac":
+            if not args.spec:
+                _err("rbac needs a rollout spec: -f SPEC (the verbs depend on it)")
+                return EXIT_USAGE
+            from udn_rollout.rbac import rbac_yaml
+
+            try:
+                text = rbac_yaml(
+                    _load_spec(args), user=args.user, group=args.group, service_account=args.service_account
+                )
+            except ValueError as e:
+                _err(str(e))
+                return EXIT_USAGE
+            sys.stdout.write(text)
+            return EXIT_OK
         if not args.spec:
             _err(f"{args.cmd} needs a rollout spec: -f SPEC (examples in specs/)")
             return EXIT_USAGE

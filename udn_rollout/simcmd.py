@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from simcluster.options import OPTIONS
+
 
 def add_sim_parser(sub: Any) -> None:
     sim = sub.add_parser(
@@ -45,12 +47,36 @@ def add_sim_parser(sub: Any) -> None:
         action="append",
         default=[],
         metavar="KNOB=VALUE",
-        help="turn on a fault, e.g. --fault rate_429=0.1 --fault watch_cut_seconds=5 (repeatable)",
+        help="turn on a fault (repeatable; also at run time with PUT /simcluster/v1/faults). Knobs: "
+        + "; ".join(f"{name} ({what})" for name, what in FAULT_KNOBS),
     )
+    s.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a named cluster option where upstream leaves an outcome open (simcluster/FIDELITY.md): "
+        + "; ".join(f"{o.name}={'|'.join(o.choices)} (default {o.default})" for o in OPTIONS.values()),
+    )
+
+
+#: The fault knobs, as `sim serve --help` explains them (simcluster.faults.Faults).
+FAULT_KNOBS = (
+    ("rate_429", "fraction of requests answered 429 with Retry-After"),
+    ("retry_after_seconds", "the Retry-After of those answers"),
+    ("rate_5xx", "fraction of requests answered 500/503"),
+    ("latency_ms", "added to every request"),
+    ("latency_jitter_ms", "random extra latency"),
+    ("watch_cut_seconds", "end every watch stream after this long"),
+    ("vmi_start_failure_rate", "fraction of VMIs that fail to start"),
+    ("migration_failure_rate", "fraction of migrations that fail"),
+    ("seed", "random seed of the faults"),
+)
 
 
 def run_sim(args: argparse.Namespace) -> int:
     from simcluster.faults import Faults
+    from simcluster.options import parse_assignments
     from simcluster.seed import ClusterConfig
     from simcluster.server import serve_forever
 
@@ -72,7 +98,12 @@ def run_sim(args: argparse.Namespace) -> int:
     except Exception as e:
         print(f"error: --fault: {e}", file=sys.stderr)
         return 2
-    config = ClusterConfig(nodes=args.nodes, vms_per_node=args.vms_per_node, profile=args.profile)
+    try:
+        options = parse_assignments(args.option)
+    except ValueError as e:
+        print(f"error: --option: {e}", file=sys.stderr)
+        return 2
+    config = ClusterConfig(nodes=args.nodes, vms_per_node=args.vms_per_node, profile=args.profile, options=options)
     try:
         serve_forever(
             config,
