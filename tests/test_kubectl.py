@@ -278,7 +278,7 @@ def test_apply_rejects_invalid_vm_with_server_message(kc: Any, tmp_path: Path, s
 
 def test_get_cudn_vm_vmi_all_namespaces(kc: Any, applied: dict[str, Any], dyn: dynamic.DynamicClient) -> None:
     ns, cudn, vm = applied["ns"], applied["cudn"], applied["vm"]
-    # a VMI with the status KubeVirt would report, so the VMI table has a row to print
+    # a VMI, so the VMI table has a row to print
     vmi_api = dyn.resources.get(api_version="kubevirt.io/v1", kind="VirtualMachineInstance")
     vmi_api.create(
         namespace=ns,
@@ -295,26 +295,18 @@ def test_get_cudn_vm_vmi_all_namespaces(kc: Any, applied: dict[str, Any], dyn: d
             },
         },
     )
-    kc.run(
-        "patch",
-        "vmi",
-        vm,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "status": {
-                    "phase": "Running",
-                    "nodeName": "worker-1",
-                    "interfaces": [{"name": "primary", "ipAddress": "192.168.1.3"}],
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                }
-            }
-        ),
-    )
+    # the simulated KubeVirt starts it and writes its status, as virt-handler would: wait for that, then
+    # kubectl's columns must be exactly what the status holds
+    deadline = time.monotonic() + 30
+    while True:
+        status = vmi_api.get(namespace=ns, name=vm).to_dict().get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        ifaces = status.get("interfaces") or []
+        if status.get("phase") == "Running" and ready and ifaces and ifaces[0].get("ipAddress"):
+            break
+        assert time.monotonic() < deadline, f"the VMI never ran: {status}"
+        time.sleep(0.2)
+    expected = ["Running", ifaces[0]["ipAddress"], status["nodeName"], "True"]
     out = kc.run("get", "cudn,vm,vmi", "-A").stdout
     tables = {}
     for section in sections(out):
@@ -329,11 +321,11 @@ def test_get_cudn_vm_vmi_all_namespaces(kc: Any, applied: dict[str, Any], dyn: d
     vmi_header, vmi_rows = header_and_rows(tables["virtualmachineinstance.kubevirt.io"])
     assert vmi_header == ["NAMESPACE", "NAME", "AGE", "PHASE", "IP", "NODENAME", "READY"]
     row = vmi_rows[f"virtualmachineinstance.kubevirt.io/{vm}"]
-    assert row[0] == ns and row[3:] == ["Running", "192.168.1.3", "worker-1", "True"]
+    assert row[0] == ns and row[3:] == expected
     # one kind in one namespace: no kind prefix, no NAMESPACE column
     header, by_name = header_and_rows(kc.run("get", "vmi", "-n", ns).stdout)
     assert header == ["NAME", "AGE", "PHASE", "IP", "NODENAME", "READY"]
-    assert by_name[vm][2:] == ["Running", "192.168.1.3", "worker-1", "True"]
+    assert by_name[vm][2:] == expected
     wide = rows(kc.run("get", "vmi", "-n", ns, "-o", "wide").stdout)[0]
     assert wide[-1] == "LIVE-MIGRATABLE"
 
