@@ -1,11 +1,17 @@
 """The Prefect face of the runbook: the flows that ``prefect.yaml`` names as entrypoints, and the same
-four deployments served from one process with ``prefect.serve`` (``udn-rollout serve``)."""
+deployments served from one process with ``prefect.serve`` (``udn-rollout serve``).
+
+``rollout-fleet`` rolls one spec out to several clusters: with a work pool (prefect.yaml) it sends each
+cluster's run to the pool as a run of ``rollout-cluster`` (``run_deployment``), so the pool's workers
+share the clusters out; served from one process it runs them side by side in that process."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flows.churn import churn as churn_step
+from flows.fleet import rollout_cluster as rollout_cluster_step
+from flows.fleet import rollout_fleet as rollout_fleet_step
 from flows.rollout import rollout as rollout_step
 from flows.rollout import rollout_from_file as rollout_from_file_step
 from flows.teardown import teardown as teardown_step
@@ -15,8 +21,10 @@ rollout = rollout_step.flow
 rollout_from_file = rollout_from_file_step.flow
 churn = churn_step.flow
 teardown = teardown_step.flow
+rollout_fleet = rollout_fleet_step.flow
+rollout_cluster = rollout_cluster_step.flow
 
-DEPLOYMENTS = ("rollout-scheduled", "rollout-on-demand", "churn-report", "teardown")
+DEPLOYMENTS = ("rollout-scheduled", "rollout-on-demand", "churn-report", "teardown", "rollout-fleet", "rollout-cluster")
 
 #: What the on-demand form opens with (as in prefect.yaml): a network that clashes with nothing by default.
 ON_DEMAND_EXAMPLE = {
@@ -50,6 +58,18 @@ def deployments(cron: str = "0 2 * * *", spec_file: str = "specs/scheduled.yaml"
             tags=["udn-rollout", "report"],
         ),
         teardown.to_deployment(name="teardown", description="Delete what a run created", tags=["udn-rollout"]),
+        # Served from one process there is no work pool to send clusters to: they run side by side here.
+        rollout_fleet.to_deployment(
+            name="rollout-fleet",
+            parameters={"spec": ON_DEMAND_EXAMPLE, "member_deployment": ""},
+            description="The spec on several clusters at once, each its own run (served: side by side in this process)",
+            tags=["udn-rollout", "fleet"],
+        ),
+        rollout_cluster.to_deployment(
+            name="rollout-cluster",
+            description="One cluster's rollout within a fleet",
+            tags=["udn-rollout", "fleet"],
+        ),
     ]
 
 
