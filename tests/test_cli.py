@@ -430,3 +430,186 @@ def test_sim_serve_writes_a_kubeconfig_kubectl_uses_and_stops_on_ctrl_c(tmp_path
     assert proc.returncode == 0, err
     assert "simulated cluster serving at https://127.0.0.1:" in out and str(kubeconfig) in out
     assert "Traceback" not in err
+
+
+# ---- rollout to a fleet: several --context ----------------------------------------------------------------
+def test_rollout_fleet_bad_input_exits_2_before_any_cluster_is_contacted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_fleet import fake_kubeconfig
+
+    # Unroutable servers: the input checks read the kubeconfig only, so every refusal comes at once.
+    kc = fake_kubeconfig(
+        tmp_path / "kc",
+        {"east": "https://10.9.0.1:6443", "west": "https://10.9.0.2:6443", "east-admin": "https://10.9.0.1:6443"},
+    )
+    args = [*spec_args(f"bad-{tag()}"), "--kubeconfig", str(kc), "--reports-dir", str(tmp_path / "reports")]
+    started = time.monotonic()
+    assert main(["rollout", *args, "--context", "east", "--context", "staging"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "error: bad fleet input, nothing was done on any cluster:" in err
+    assert "--context staging: no context 'staging' in kubeconfig" in err
+    assert "(its contexts: east, west, east-admin); use one of those, or --kubeconfig the file that has it" in err
+
+    assert main(["rollout", *args, "--context", "east", "--context", "west", "--context", "east"]) == EXIT_USAGE
+    assert "--context east is given twice (also --context east): name each cluster once" in capsys.readouterr().err
+
+    assert main(["rollout", *args, "--context", "east", "--context", "east-admin"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert (
+        "--context east-admin and --context east both point at https://10.9.0.1:6443: that is one cluster twice" in err
+    )
+
+    assert main(["rollout", *args, "--context", "east", "--context", "west", "--sim"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert (
+        "--context picks clusters from a kubeconfig and --sim makes a fresh simulated one: use one or the other" in err
+    )
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "reports").exists()
+
+
+def test_rollout_fleet_of_three_simulated_clusters_without_prefect(tmp_path: Path) -> None:
+    """Three clusters at once from the command line, no Prefect API (threads in one process, Prefect never
+    imported): north's cluster network clashes with the spec's CIDR, so its preflight fails and nothing is
+    written there, while east and west are rolled out. A rerun of the same run id resumes each cluster."""
+    from test_fleet import merge_kubeconfigs
+
+    from tasks.kube import ClusterTarget, Kube
+    from tasks.kube.resources import VM
+
+    run_id = f"fleet-{tag()}"
+    reports = tmp_path / "reports"
+    clash = [{"cidr": "10.200.0.0/14", "hostPrefix": 23}]  # seed-l2's 10.200.0.0/16 lies inside it
+    env = {k: v for k, v in ENV.items() if not k.startswith("PREFECT_API")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # no profile naming a server either
+
+    def fleet(*argv: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+        code = f"""
+            import contextlib, io, json, sys
+            from udn_rollout.cli import main
+            code = main({list(argv)!r})
+            print("@@" + json.dumps({{"code": code, "prefect": sorted(m for m in sys.modules if m == "prefect" or m.startswith("prefect."))}}))
+            """
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        tail = [line for line in proc.stdout.splitlines() if line.startswith("@@")]
+        assert tail, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc, json.loads(tail[-1][2:])
+
+    with (
+        SimCluster(config=ClusterConfig(nodes=2, profile="instant")) as east,
+        SimCluster(config=ClusterConfig(nodes=2, profile="instant")) as west,
+        SimCluster(config=ClusterConfig(nodes=2, profile="instant", cluster_network=clash)) as north,
+    ):
+        kc = merge_kubeconfigs(
+            {"east": east.kubeconfig, "west": west.kubeconfig, "north": north.kubeconfig}, tmp_path / "fleet.kubeconfig"
+        )
+        common = [*spec_args(run_id, "churn.count=1"), "--kubeconfig", str(kc), "--reports-dir", str(reports)]
+        proc, got = fleet("rollout", *common, "--context", "east", "--context", "west", "--context", "north")
+        out, err = proc.stdout, proc.stderr
+        assert got == {"code": EXIT_PREFLIGHT, "prefect": []}, out[-3000:] + err[-3000:]
+        for cluster in ("east", "west"):
+            assert f"[{cluster}] 4/4 VMs ready" in out and f"[{cluster}] 1 VM selected, 1 migrated" in out
+            assert f"[{cluster}] rollout {run_id} finished" in out
+        assert "[north] CIDR overlap" in out and "FAIL" in out
+        assert (
+            f"fleet {run_id}: 2 of 3 clusters passed; failed: north (exit 3, preflight failed, nothing changed)" in out
+        )
+        assert f"error: fleet {run_id}: 2 of 3 clusters passed; failed: north" in err and "Traceback" not in err
+        rows = {
+            line.split()[0]: line.split()
+            for line in out.splitlines()
+            if line.split()[:1] in (["east"], ["west"], ["north"])
+        }
+        for cluster in ("east", "west"):
+            assert rows[cluster][1:7] == ["passed", "0", "4/4", "16/16", "1", "0"], rows[cluster]
+        assert rows["north"][1:5] == ["preflight", "failed,", "nothing", "changed"] and rows["north"][5] == "3"
+
+        fleet_dir = reports / run_id
+        assert {p.name for p in fleet_dir.iterdir()} == {"fleet.md", "fleet.html", "fleet.json", "clusters"}
+        md = (fleet_dir / "fleet.md").read_text()
+        assert "### north — preflight failed, nothing changed (exit 3)" in md and "CIDR overlap" in md
+        for cluster in ("east", "west", "north"):
+            assert (fleet_dir / "clusters" / cluster / run_id / "preflight.md").is_file(), cluster
+        for cluster in ("east", "west"):
+            summary = fleet_dir / "clusters" / cluster / run_id / "summary.md"
+            assert summary.is_file() and f"[summary](clusters/{cluster}/{run_id}/summary.md)" in md
+
+        kubes = {name: Kube(ClusterTarget(kubeconfig=str(kc), context=name)) for name in ("east", "west", "north")}
+        uids = {}
+        for name in ("east", "west"):
+            vms = [vm for ns in (f"{run_id}-a", f"{run_id}-b") for vm in kubes[name].list(VM, ns)[0]]
+            assert len(vms) == 4, name
+            uids[name] = sorted(vm["metadata"]["uid"] for vm in vms)
+        assert kubes["north"].get(CUDN, "udn-cluster-primary-l2") is None  # nothing written where preflight failed
+        assert kubes["north"].get(NAMESPACE, f"{run_id}-a") is None
+
+        # The same run id again: each cluster resumes, adopting what it has (no VM created twice).
+        proc, got = fleet("rollout", *common, "--context", "east", "--context", "west", "--no-ping", "--no-churn")
+        assert got["code"] == EXIT_OK, proc.stdout[-3000:] + proc.stderr[-3000:]
+        for cluster in ("east", "west"):
+            assert f"[{cluster}] 4/4 VMs ready" in proc.stdout and "(0 created, 4 adopted" in proc.stdout
+            vms = [vm for ns in (f"{run_id}-a", f"{run_id}-b") for vm in kubes[cluster].list(VM, ns)[0]]
+            assert sorted(vm["metadata"]["uid"] for vm in vms) == uids[cluster]
+        assert f"fleet {run_id}: 2 of 2 clusters passed" in proc.stdout
+        for kube in kubes.values():
+            kube.close()
+
+
+def test_rollout_fleet_under_a_prefect_api_is_a_flow_run_per_cluster(
+    prefect_harness: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a Prefect API the fleet is a flow run, and each cluster's run a subflow of its own, named and
+    tagged with the cluster, carrying the cluster's steps; west fails its preflight (a CIDR clash), which
+    fails its run and the command (exit 3) but not east's; the fleet's summary is an artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterTags
+    from test_fleet import merge_kubeconfigs
+
+    run_id = f"pfleet-{tag()}"
+    reports = tmp_path / "reports"
+    clash = [{"cidr": "10.200.0.0/14", "hostPrefix": 23}]
+    with (
+        SimCluster(config=ClusterConfig(nodes=2, profile="instant")) as east,
+        SimCluster(config=ClusterConfig(nodes=2, profile="instant", cluster_network=clash)) as west,
+    ):
+        kc = merge_kubeconfigs({"east": east.kubeconfig, "west": west.kubeconfig}, tmp_path / "fleet.kubeconfig")
+        argv = [*spec_args(run_id), "--kubeconfig", str(kc), "--reports-dir", str(reports), "--no-churn"]
+        assert main(["rollout", *argv, "--context", "east", "--context", "west"]) == EXIT_PREFLIGHT
+    captured = capsys.readouterr()
+    assert "[east] 4/4 VMs ready" in captured.out and "[west] CIDR overlap" in captured.out
+    assert f"fleet {run_id}: 1 of 2 clusters passed; failed: west (exit 3, preflight failed" in captured.out
+    assert f"error: fleet {run_id}: 1 of 2 clusters passed" in captured.err
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"run:{run_id}"])))
+        by_name = {r.name: r for r in runs}
+        assert {f"{run_id} · fleet", f"{run_id} · rollout · east", f"{run_id} · rollout · west"} <= set(by_name)
+        fleet_run = by_name[f"{run_id} · fleet"]
+        assert fleet_run.state and fleet_run.state.is_failed()
+        for cluster, steps_expected, passed in (
+            ("east", {f"{run_id} · rollout", f"{run_id} · preflight", f"{run_id} · fan-out"}, True),
+            ("west", {f"{run_id} · rollout", f"{run_id} · preflight"}, False),
+        ):
+            member = by_name[f"{run_id} · rollout · {cluster}"]
+            assert f"cluster:{cluster}" in member.tags
+            assert member.state and (member.state.is_completed() if passed else member.state.is_failed())
+            assert client.read_task_run(member.parent_task_run_id).flow_run_id == fleet_run.id
+            steps = {
+                r.name for r in runs if r.parent_task_run_id and f"cluster:{cluster}" in r.tags and r.id != member.id
+            }
+            assert steps >= steps_expected, steps
+            assert f"{run_id} · fan-out" in steps if passed else f"{run_id} · fan-out" not in steps
+        wanted = ["fleet", "fleet-cluster-east", "fleet-cluster-west"]
+        keys = {
+            a.key for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=wanted)))
+        }
+        assert keys == set(wanted)
+    assert (reports / run_id / "fleet.html").is_file()

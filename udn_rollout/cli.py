@@ -45,7 +45,8 @@ EXAMPLES = {
     "fanout": "udn-rollout fanout -f specs/seed-l2.yaml --run-id seed-l2 --set api.qps=20",
     "ping": "udn-rollout ping -f specs/seed-l2.yaml --run-id seed-l2 --set connectivity.maxSessions=16",
     "churn": "udn-rollout churn -f specs/seed-l3.yaml --run-id seed-l3 --set churn.fraction=0.5",
-    "rollout": "udn-rollout rollout -f specs/seed-l2.yaml --sim   (or --kubeconfig/--context for a real cluster)",
+    "rollout": "udn-rollout rollout -f specs/seed-l2.yaml --sim   (or --kubeconfig/--context for a real cluster)\n"
+    "  udn-rollout rollout -f specs/seed-l2.yaml --context east --context west   (a fleet: both clusters at once)",
     "teardown": "udn-rollout teardown -f specs/seed-l2.yaml --run-id seed-l2 --dry-run",
     "render": "udn-rollout render -f specs/seed-l3.yaml -o out/seed-l3 && oc apply -f out/seed-l3",
     "report": "udn-rollout report seed-l2 --reports-dir reports",
@@ -71,10 +72,19 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _cluster_args(p: argparse.ArgumentParser) -> None:
+def _cluster_args(p: argparse.ArgumentParser, fleet: bool = False) -> None:
     g = p.add_argument_group("cluster")
     g.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-    g.add_argument("--context", help="kubeconfig context (default: the current context)")
+    if fleet:
+        g.add_argument(
+            "--context",
+            action="append",
+            metavar="NAME",
+            help="kubeconfig context (default: the current context); repeat it to roll out to several "
+            "clusters at once, a fleet: --context east --context west",
+        )
+    else:
+        g.add_argument("--context", help="kubeconfig context (default: the current context)")
     g.add_argument("--sim", action="store_true", help="run against a fresh embedded simulated cluster")
     g.add_argument("--sim-nodes", type=int, default=4, help="nodes of the simulated cluster (default 4)")
     g.add_argument(
@@ -93,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"udn-rollout {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    def cmd(name: str, help_: str, desc: str, spec: bool = True, cluster: bool = True) -> argparse.ArgumentParser:
+    def cmd(
+        name: str, help_: str, desc: str, spec: bool = True, cluster: bool = True, fleet: bool = False
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(
             name,
             help=help_,
@@ -104,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         if spec:
             _spec_args(sp)
         if cluster:
-            _cluster_args(sp)
+            _cluster_args(sp, fleet=fleet)
         return sp
 
     d = cmd(
@@ -163,7 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = cmd(
         "rollout",
         "preflight → provision → fan-out → ping matrix → churn → reports",
-        "The whole chain under one run id. Resume a run that was cut short by running it again with the same run id.",
+        "The whole chain under one run id. Resume a run that was cut short by running it again with the same run id.\n\n"
+        "Fleet: with --context given more than once, the spec is rolled out to each of those clusters at once, each "
+        "as its own run with its own lock and reports (reports/<run-id>/clusters/<context>/<run-id>/), and "
+        "reports/<run-id>/fleet.md (and .html) sums them up. One cluster failing does not stop the others. The "
+        "exit code is then 0 when every cluster passed, otherwise the highest of the clusters' codes (4 > 3 > 1).",
+        fleet=True,
     )
     r.add_argument("--no-churn", action="store_true", help="skip the churn step")
     r.add_argument("--no-ping", action="store_true", help="skip the connectivity step")
@@ -339,9 +356,47 @@ def _render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fleet(args: argparse.Namespace, spec: Any, contexts: list[str]) -> int:
+    """``rollout --context A --context B …``: every cluster at once, then the fleet's summary and exit code."""
+    from flows.fleet import rollout_fleet
+    from tasks.fleet import CLI_FLAGS, FleetFailed, FleetInputError, FleetTarget, plan_fleet
+    from tasks.reports.publish import reports_root
+
+    targets = [FleetTarget(kubeconfig=args.kubeconfig, context=c) for c in contexts]
+    try:  # bad input is refused here, before Prefect starts and before any cluster is contacted
+        plan_fleet(
+            spec.run_id,
+            targets,
+            reports_root(args.reports_dir) / spec.run_id,
+            labels=[f"--context {c}" for c in contexts],
+            flags=CLI_FLAGS,
+        )
+    except FleetInputError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    try:
+        rollout_fleet(spec, targets, ping=not args.no_ping, churn=not args.no_churn, reports_dir=args.reports_dir)
+    except FleetFailed as e:
+        _err(str(e))
+        return e.exit_code
+    return EXIT_OK
+
+
 def _flow_command(args: argparse.Namespace) -> int:
     spec = _load_spec(args)
     out = args.reports_dir
+    if args.cmd == "rollout":
+        contexts: list[str] = args.context or []
+        if contexts and args.sim:
+            _err(
+                "--context picks clusters from a kubeconfig and --sim makes a fresh simulated one: use one or the "
+                "other (for a fleet of simulated clusters, start each with `udn-rollout sim serve --port 0 --kubeconfig FILE`, "
+                "merge their contexts into one kubeconfig, then pass it with --kubeconfig and one --context per cluster)"
+            )
+            return EXIT_USAGE
+        if len(contexts) > 1:
+            return _fleet(args, spec, contexts)
+        args.context = contexts[0] if contexts else None
     with _cluster(args) as cluster:
         if args.cmd == "preflight":
             from flows.preflight import preflight
