@@ -96,8 +96,12 @@ class _Proc:
     def gateway(self) -> str | None:
         return self.term._gateway()
 
-    def echo(self, target: str) -> float | None:
-        return self.term._echo(target)
+    def echo(self, target: str, at: float | None = None) -> float | None:
+        return self.term._echo(target, at)
+
+    def clock(self) -> float:
+        """The guest's wall clock (Unix seconds): see :meth:`GuestTerminal.clock`."""
+        return self.term.clock()
 
     def resolves(self, target: str) -> bool:
         return self.term._resolves(target)
@@ -119,6 +123,7 @@ class GuestTerminal:
 
     __slots__ = (
         "_boot",
+        "_boot_wall",
         "_cfg",
         "_cols",
         "_cont",
@@ -171,6 +176,7 @@ class GuestTerminal:
         self._last_login: float | None = None
         self._last_iface: GuestInterface | None = None
         self._boot = time.monotonic()
+        self._boot_wall = time.time()
         self.closed = False
         if config.boot_banner:
             self._out(fedora.ISSUE)
@@ -182,6 +188,12 @@ class GuestTerminal:
     @property
     def logged_in(self) -> bool:
         return self._mode == _SHELL or bool(self._shells)
+
+    def clock(self) -> float:
+        """The guest's wall clock in Unix seconds: the host's wall time when this guest came up, plus
+        the guest seconds since then. Guest time runs ``1 / time_scale`` times faster than real time
+        (every guest sleep is scaled down), so its clock stays consistent with the intervals it prints."""
+        return self._boot_wall + (time.monotonic() - self._boot) / max(self._cfg.time_scale, 1e-9)
 
     @property
     def busy(self) -> bool:
@@ -679,8 +691,11 @@ class GuestTerminal:
             return iface.gateway
         return self._net.default_gateway()
 
-    def _echo(self, target: str) -> float | None:
-        rtt = self._net.echo(target)
+    def _echo(self, target: str, at: float | None = None) -> float | None:
+        """One echo; `at` is the loop time the program scheduled the send for (a network that offers
+        ``echo_at`` judges the packet by it rather than by when the loop ran the send)."""
+        echo_at = getattr(self._net, "echo_at", None)
+        rtt = echo_at(target, at) if echo_at is not None and at is not None else self._net.echo(target)
         if rtt is not None:
             self._learn(target, "REACHABLE")
         return rtt

@@ -41,7 +41,9 @@ class GuestNetwork(Protocol):
 
     A network may also offer ``resolves(target: str) -> bool``: whether an on-link address answers
     ARP. Without it the guest probes with :meth:`echo` (three tries, like the kernel's three ARP
-    requests) to tell "Destination Host Unreachable" from a lost reply.
+    requests) to tell "Destination Host Unreachable" from a lost reply. And it may offer
+    ``echo_at(target: str, at: float | None) -> float | None``: an echo the guest's program scheduled
+    for event-loop time ``at``, judged by that time (e.g. a peer paused during a migration's switch-over).
     """
 
     def interface(self) -> GuestInterface | None:

@@ -1,7 +1,11 @@
 """``ping`` with iputils semantics (options, timing, output, exit codes) over a simulated network.
 
 Time runs on a guest clock: every wait is ``asyncio.sleep(guest_seconds * time_scale)``, while the
-printed times are guest times, so a scaled-down run prints what a real one would.
+printed times are guest times, so a scaled-down run prints what a real one would. ``-D`` stamps lines
+with the guest's wall clock (``[<unix seconds>.<microseconds>] ``, iputils ``print_timestamp``): the
+clock at the start plus the guest seconds since, so stamps advance by the intervals the guest sees.
+``-O`` prints ``no answer yet for icmp_seq=N`` before the next request when request N has had no
+reply (iputils ``pinger``; printed even with ``-q``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import ipaddress
 import math
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +28,7 @@ _OPTSTRING = "h?4bRT:6F:N:aABc:dDfi:I:l:Lm:M:nOp:qQ:rs:S:t:UvVw:W:"
 _LONG_MAX = 9223372036854775807
 _INT_MAX = 2147483647
 MIN_USER_INTERVAL_MS = 2
+MAX_DUP_CHK = 0x10000  # iputils ping.h: sequence numbers are reported modulo this
 ARP_RESOLVE_SECONDS = 3.0  # three ARP requests one second apart, then the kernel gives up
 DEFAULT_LINGER = 10.0
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -71,6 +77,8 @@ class PingOptions:
     size: int = 56
     family: int = 0
     device: str | None = None
+    timestamps: bool = False  # -D
+    outstanding: bool = False  # -O
 
 
 class PingHost(Protocol):
@@ -81,7 +89,7 @@ class PingHost(Protocol):
 
     def interface(self) -> GuestInterface | None: ...
     def gateway(self) -> str | None: ...
-    def echo(self, target: str) -> float | None: ...
+    def echo(self, target: str, at: float | None = None) -> float | None: ...
     def resolves(self, target: str) -> bool: ...
     def interrupted(self) -> bool: ...
     def out(self, text: str) -> None: ...
@@ -181,6 +189,10 @@ def parse_ping(argv: list[str], *, root: bool) -> PingOptions:
             o.quiet = True
         elif ch == "q":
             o.quiet = True
+        elif ch == "D":
+            o.timestamps = True
+        elif ch == "O":
+            o.outstanding = True
         elif ch == "s":
             o.size = _strtol(val, 0, _INT_MAX)
         elif ch == "t":
@@ -215,6 +227,12 @@ def _fmt_triptime(us: int) -> str:
     if us >= 1000:
         return f"{(us + 5) // 1000}.{((us + 5) % 1000) // 10:02d}"
     return f"{us // 1000}.{us % 1000:03d}"
+
+
+def timestamp(wall: float) -> str:
+    """iputils print_timestamp: ``[<tv_sec>.<tv_usec, 6 digits>] ``."""
+    us = int(wall * 1_000_000)
+    return f"[{us // 1_000_000}.{us % 1_000_000:06d}] "
 
 
 _REPLY, _UNREACH = 0, 1
@@ -259,6 +277,13 @@ async def run_ping(o: PingOptions, host: PingHost) -> int:
     loop = asyncio.get_running_loop()
     start = loop.time()
     scale = host.time_scale
+    clock = getattr(host, "clock", None)
+    wall0 = clock() if clock is not None else time.time()  # the guest's wall clock at guest time 0
+
+    def stamp(t: float) -> str:
+        return timestamp(wall0 + t) if o.timestamps else ""
+
+    received: set[int] = set()
     events: list[tuple[float, int, int, int]] = []  # (guest time, kind, seq, rtt µs)
     ntrans = nrecv = nerr = 0
     rtts: list[int] = []
@@ -306,19 +331,23 @@ async def run_ping(o: PingOptions, host: PingHost) -> int:
                 if kind == _REPLY:
                     nrecv += 1
                     rtts.append(us)
+                    received.add(seq)
                     if not o.quiet:
                         tail = f" time={_fmt_triptime(us)} ms" if timing else ""
-                        host.out(f"{o.size + 8} bytes from {shown}: icmp_seq={seq} ttl={ttl}{tail}\n")
+                        host.out(f"{stamp(t)}{o.size + 8} bytes from {shown}: icmp_seq={seq} ttl={ttl}{tail}\n")
                 else:
                     nerr += 1
                     if not o.quiet:
-                        host.out(f"From {src} icmp_seq={seq} Destination Host Unreachable\n")
+                        host.out(f"{stamp(t)}From {src} icmp_seq={seq} Destination Host Unreachable\n")
             host.flush()
         if o.count is not None and nrecv + nerr >= o.count:
             break
         if deadline_at is not None and nerr:
             break
         if can_send and next_send <= t:
+            if o.outstanding and ntrans > 0 and ntrans not in received:
+                host.out(f"{stamp(t)}no answer yet for icmp_seq={ntrans % MAX_DUP_CHK}\n")
+                host.flush()
             ntrans += 1
             seq = ntrans
             last_send = t
@@ -326,7 +355,7 @@ async def run_ping(o: PingOptions, host: PingHost) -> int:
             if local:
                 rtt: float | None = 0.015 + random.random() * 0.03
             else:
-                rtt = host.echo(str(dst))
+                rtt = host.echo(str(dst), start + t * scale)
             if rtt is not None:
                 us = max(1, round(rtt * 1000))
                 heapq.heappush(events, (t + us / 1e6, _REPLY, seq, us))
