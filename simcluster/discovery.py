@@ -21,7 +21,11 @@ _SUB_VERBS = {
     "status": ["get", "patch", "update"],
     "finalize": ["update"],
     "proxy": ["create", "delete", "get", "patch", "update"],
+    "eviction": ["create"],
 }
+# Subresources whose kind is not the parent's, as kube-apiserver lists them: `pods/eviction` takes a
+# policy/v1 Eviction (kubectl drain's CheckEvictionSupport looks for exactly this entry).
+_SUB_KIND = {"eviction": ("policy", "v1", "Eviction")}
 
 
 def _server_address(request: web.Request | None) -> list[dict[str, str]]:
@@ -84,15 +88,18 @@ def resource_list(group: str, version: str, hidden: frozenset[str] = frozenset()
             entry["storageVersionHash"] = _storage_hash(rt)
             resources.append(entry)
             for sub in rt.subresources:
-                resources.append(
-                    {
-                        "name": f"{rt.plural}/{sub}",
-                        "singularName": "",
-                        "namespaced": rt.namespaced,
-                        "kind": rt.kind,
-                        "verbs": _SUB_VERBS.get(sub, ["get"]),
-                    }
-                )
+                sub_entry: dict[str, Any] = {
+                    "name": f"{rt.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": rt.namespaced,
+                }
+                if sub in _SUB_KIND:
+                    g, v, k = _SUB_KIND[sub]
+                    sub_entry.update({"group": g, "version": v, "kind": k})
+                else:
+                    sub_entry["kind"] = rt.kind
+                sub_entry["verbs"] = _SUB_VERBS.get(sub, ["get"])
+                resources.append(sub_entry)
         if not found:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
     return {

@@ -154,7 +154,8 @@ POD = ResourceType(
     "pods",
     True,
     ("po",),
-    subresources=("status",),
+    # `pods/eviction` (policy/v1 Eviction, create only) is served by controllers/eviction.py
+    subresources=("status", "eviction"),
     categories=("all",),
     columns=(
         Column("Ready", "string", "", description="The aggregate readiness state of this pod for accepting traffic."),
@@ -169,6 +170,31 @@ POD = ResourceType(
         Column("Readiness Gates", "string", "", priority=1),
     ),
     has_generation=False,
+    is_crd=False,
+)
+# apps/v1 DaemonSet: virt-handler's, so its pods carry the controller reference `kubectl drain
+# --ignore-daemonsets` looks up (kubectl pkg/drain/filters.go daemonSetFilter). Columns as
+# kube-apiserver's printer (printDaemonSet) shows them.
+DAEMONSET = ResourceType(
+    "apps",
+    "v1",
+    "DaemonSet",
+    "daemonsets",
+    True,
+    ("ds",),
+    categories=("all",),
+    columns=(
+        Column("Desired", "integer", ".status.desiredNumberScheduled"),
+        Column("Current", "integer", ".status.currentNumberScheduled"),
+        Column("Ready", "integer", ".status.numberReady"),
+        Column("Up-to-date", "integer", ".status.updatedNumberScheduled"),
+        Column("Available", "integer", ".status.numberAvailable"),
+        Column("Node Selector", "string", ""),
+        _AGE,
+        Column("Containers", "string", "", priority=1),
+        Column("Images", "string", "", priority=1),
+        Column("Selector", "string", "", priority=1),
+    ),
     is_crd=False,
 )
 # coordination.k8s.io/v1 Lease (client-go leader election; udn-rollout's run lock). Built in, namespaced,
@@ -314,6 +340,7 @@ ALL: tuple[ResourceType, ...] = (
     CONFIGMAP,
     SECRET,
     POD,
+    DAEMONSET,
     LEASE,
     CRD,
     SSAR,

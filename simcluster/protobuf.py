@@ -93,6 +93,8 @@ SCHEMAS: dict[str, Schema] = {
         4: ("propagationPolicy", "string"),
         5: ("dryRun", "repeated:string"),
     },
+    # policy/v1 (and v1beta1) Eviction, which kubectl drain posts to pods/{name}/eviction
+    "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
     "ObjectReference": {
         1: ("kind", "string"),
         2: ("namespace", "string"),

@@ -239,6 +239,10 @@ def kubevirt_cr(cfg: ClusterConfig) -> dict[str, Any]:
                     "bandwidthPerMigration": "0Mi",
                 },
                 "vmiCPUAllocationRatio": 10,
+                # HCO's default (api/v1beta1 EvictionStrategy: "LiveMigrate with multiple worker nodes, None
+                # on single worker clusters"; webhooks/mutator mutateEvictionStrategy, nodeinfo workers >= 2),
+                # copied into the KubeVirt CR (controllers/handlers/kubevirt.go)
+                "evictionStrategy": "LiveMigrate" if len(cfg.names()) >= 2 else "None",
             },
             "workloadUpdateStrategy": {"workloadUpdateMethods": ["LiveMigrate"]},
         },

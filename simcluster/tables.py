@@ -133,6 +133,28 @@ def _pod_cell(name: str, obj: dict[str, Any]) -> Any:
     return reason
 
 
+def _labels(m: dict[str, Any] | None) -> str:
+    """apimachinery labels.FormatLabels: sorted key=value pairs, or <none>."""
+    return ",".join(f"{k}={v}" for k, v in sorted((m or {}).items())) or "<none>"
+
+
+def _daemonset_cell(name: str, obj: dict[str, Any]) -> Any:
+    """kube-apiserver's printDaemonSet: NODE SELECTOR, and (wide) CONTAINERS, IMAGES, SELECTOR."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = pod.get("containers") or []
+    if name == "Node Selector":
+        return _labels(pod.get("nodeSelector"))
+    if name == "Containers":
+        return ",".join(str(c.get("name", "")) for c in containers)
+    if name == "Images":
+        return ",".join(str(c.get("image", "")) for c in containers)
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for e in selector.get("matchExpressions") or []:
+        parts.append(f"{e.get('key')} {str(e.get('operator', '')).lower()} ({','.join(e.get('values') or [])})")
+    return ",".join(parts) or "<none>"
+
+
 def _computed(rt: ResourceType, col: Column, obj: dict[str, Any]) -> Any:
     if rt.kind == "Node":
         return {
@@ -148,6 +170,8 @@ def _computed(rt: ResourceType, col: Column, obj: dict[str, Any]) -> Any:
         return f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}"
     if rt.kind == "Pod":
         return _pod_cell(col.name, obj)
+    if rt.kind == "DaemonSet":
+        return _daemonset_cell(col.name, obj)
     if col.name == "Data":
         return len(obj.get("data") or {}) + len(obj.get("binaryData") or {}) + len(obj.get("stringData") or {})
     return None

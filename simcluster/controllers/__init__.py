@@ -9,6 +9,8 @@ from simcluster.controllers.lifecycle import GarbageCollector, NamespaceLifecycl
 def controller_classes() -> list[type[Controller]]:
     """Every controller the cluster runs (imported lazily so each module stays independent)."""
     from simcluster.controllers.console import ConsoleController
+    from simcluster.controllers.evacuation import EvacuationController
+    from simcluster.controllers.eviction import EvictionController
     from simcluster.controllers.ipam import IPAMController
     from simcluster.controllers.kubevirt import KubeVirtController
     from simcluster.controllers.migration import MigrationController
@@ -21,6 +23,8 @@ def controller_classes() -> list[type[Controller]]:
         IPAMController,
         KubeVirtController,
         MigrationController,
+        EvictionController,
+        EvacuationController,
         ConsoleController,
     ]
 

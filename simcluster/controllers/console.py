@@ -13,7 +13,9 @@ controller: eth0 as the guest configured it at boot (no IPv4 on a Layer3 primary
 nothing answers DHCP), and a ping goes through only when the guest's MAC and address match its
 current port (port security) and is answered only by a running VM whose guest holds the target
 address on the same network, with RTTs from a same-node/cross-node profile and the packet-loss knob
-applied per packet.
+applied per packet. During a live migration's switch-over window (the migration controller's
+``paused``) the migrating guest neither sends nor answers; a ping is judged by the time the guest
+scheduled it (``echo_at``), so a slow event loop does not shift it out of the window.
 """
 
 from __future__ import annotations
@@ -182,11 +184,24 @@ class VmiNetwork:
             return None  # the guest does not hold the address, or its MAC is not the port's
         return peer
 
+    def _paused(self, namespace: str, name: str, at: float | None) -> bool:
+        """The VM is in a live migration's switch-over window at loop time `at` (paused, port moving)."""
+        mig = self._ctl.rt.controllers.get("migration")
+        paused = getattr(mig, "paused", None)
+        return bool(paused(namespace, name, at)) if paused is not None else False
+
     def echo(self, target: str) -> float | None:
+        return self.echo_at(target, None)
+
+    def echo_at(self, target: str, at: float | None) -> float | None:
+        """One echo sent at loop time `at` (when the guest's ping scheduled it; default now): a paused
+        guest neither sends nor answers, whenever the event loop gets round to the send."""
         rng = self._ctl.rt.rng
         nic = self._nic()
         if nic is not None and target in nic.ips:
             return rng.uniform(*RTT_SELF)
+        if self._paused(self.namespace, self.name, at):
+            return None
         sender = self._sender()
         if sender is None:
             return None  # dropped by port security on the way out
@@ -195,6 +210,9 @@ class VmiNetwork:
             return rng.uniform(*RTT_GATEWAY)
         peer = self._peer(att, target)
         if peer is None:
+            return None
+        held = self._ctl.ipam.holder(att.network, target)
+        if held is not None and self._paused(held[0], held[1], at):
             return None
         faults = self._ctl.rt.faults
         if faults.chance(faults.loss_between(att.node, peer.node)):

@@ -8,6 +8,11 @@ Running with `phaseTransitionTimestamps`, interface status from the pod interfac
 Ready, LiveMigratable and AgentConnected conditions). Start-up times come from the cluster's latency
 profile (the realistic one also applies virt-controller's and virt-handler's client rate limits and
 virt-handler's 10 workers per node); start failures and NotReady nodes come from the fault knobs.
+
+A VMI's running launcher pod that goes away (evicted, deleted) shuts its guest down (``Succeeded``),
+and the VM's run strategy decides what follows. virt-handler's pods belong to the ``virt-handler``
+DaemonSet (so ``kubectl drain --ignore-daemonsets`` skips them); launcher pods carry virt-launcher's
+emptyDir volumes (so a drain needs ``--delete-emptydir-data``).
 """
 
 from __future__ import annotations
@@ -83,6 +88,18 @@ LAUNCHER_IMAGE_ID = (
     "5d1b4e0c9a7f3e2d6c8b1a0f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d"
 )
 HANDLER_IMAGE = "registry.redhat.io/container-native-virtualization/virt-handler-rhel9:v4.19.3"
+HANDLER_DAEMONSET = "virt-handler"  # virt-operator's DaemonSet (components/daemonsets.go NewHandlerDaemonSet)
+# The emptyDir volumes of every virt-launcher pod (virt-controller services/rendervolumes.go Volumes); they
+# are why `kubectl drain` needs --delete-emptydir-data for nodes running VMs.
+LAUNCHER_EMPTYDIRS = (
+    "private",
+    "public",
+    "sockets",
+    "virt-bin-share-dir",
+    "libvirt-runtime",
+    "ephemeral-disks",
+    "container-disks",
+)
 # virt-handler runs its VMI controller with 10 workers (cmd/virt-handler/virt-handler.go, vmController.Run(10, …)).
 HANDLER_WORKERS = 10
 # API writes per VM start, as the realistic profile charges them to each component's token bucket:
@@ -189,6 +206,7 @@ class KubeVirtController(Controller):
         self.spawn(self._watch_faults(), name="kubevirt-node-faults")
         for node in self.store.items(kinds.NODE):
             self.ensure_handler(node["metadata"]["name"])
+        self._handler_daemonset_status()
 
     # ---- configuration -------------------------------------------------------------------
     def _kubevirt_config(self) -> dict[str, Any]:
@@ -263,14 +281,24 @@ class KubeVirtController(Controller):
             for pod in self.store.items(kinds.POD, KUBEVIRT_NAMESPACE):
                 if (pod.get("spec") or {}).get("nodeName") == md["name"]:
                     self.delete_pod(KUBEVIRT_NAMESPACE, pod["metadata"]["name"])
+            self._handler_daemonset_status()
         elif ev.resource == kinds.NODE.key:
             if ev.type == "ADDED":
                 self.ensure_handler(md["name"])
+                self._handler_daemonset_status()
             self._retry_blocked()
         elif ev.resource == kinds.POD.key and ev.type == "DELETED":
             where = self.pod_addresses.pop((md.get("namespace", ""), md["name"]), None)
             if where is not None:
                 self.ipam.release_pod_address(*where)
+            if (md.get("labels") or {}).get("kubevirt.io") == "virt-launcher":
+                self._launcher_gone(ev.obj)
+            elif (md.get("labels") or {}).get("kubevirt.io") == "virt-handler":
+                node = (ev.obj.get("spec") or {}).get("nodeName") or ""
+                if self.handlers.get(node) == (ev.obj.get("status") or {}).get("podIP"):
+                    self.handlers.pop(node, None)
+                if self.store.try_get(kinds.NODE, "", node) is not None:
+                    self.rt.later(0, lambda: self._replace_handler(node))
         elif ev.resource == kinds.KUBEVIRT.key:
             self.controller_limited, self.handler_limited = self._limited(self._kubevirt_config())
             self.controller_bucket.configure(
@@ -816,6 +844,7 @@ class KubeVirtController(Controller):
                         "resources": {"requests": {"memory": str(memory)}} if memory else {},
                     }
                 ],
+                "volumes": [{"name": v, "emptyDir": {}} for v in LAUNCHER_EMPTYDIRS],
             },
             "status": status,
         }
@@ -915,6 +944,7 @@ class KubeVirtController(Controller):
         migration network is configured)."""
         if node in self.handlers or not self.store.try_get(kinds.NAMESPACE, "", KUBEVIRT_NAMESPACE):
             return
+        ds = self._handler_daemonset()
         address = self.ipam.allocate_pod_address(node)
         if address is None:
             return
@@ -930,6 +960,16 @@ class KubeVirtController(Controller):
                     "namespace": KUBEVIRT_NAMESPACE,
                     "labels": {"kubevirt.io": "virt-handler", "app.kubernetes.io/component": "compute"},
                     "annotations": {POD_ADDRESS_ANNOTATION: "default"},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "DaemonSet",
+                            "name": HANDLER_DAEMONSET,
+                            "uid": ds["metadata"]["uid"],
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
                 },
                 "spec": {
                     "nodeName": node,
@@ -949,9 +989,125 @@ class KubeVirtController(Controller):
         self.handlers[node] = address[0]
         self.pod_addresses[(KUBEVIRT_NAMESPACE, name)] = (node, address[0])
 
+    def _handler_daemonset(self) -> dict[str, Any]:
+        """virt-operator's `virt-handler` DaemonSet (created on first use, e.g. in a restored state)."""
+        ds = self.store.try_get(kinds.DAEMONSET, KUBEVIRT_NAMESPACE, HANDLER_DAEMONSET)
+        if ds is not None:
+            return ds
+        labels = {"kubevirt.io": "virt-handler", "app.kubernetes.io/component": "compute"}
+        return self.store.create(
+            kinds.DAEMONSET,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "DaemonSet",
+                "metadata": {
+                    "name": HANDLER_DAEMONSET,
+                    "namespace": KUBEVIRT_NAMESPACE,
+                    "labels": {**labels, "app.kubernetes.io/managed-by": "virt-operator"},
+                },
+                "spec": {
+                    "selector": {"matchLabels": {"kubevirt.io": "virt-handler"}},
+                    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "serviceAccountName": "kubevirt-handler",
+                            "hostPID": True,
+                            "nodeSelector": {"kubernetes.io/os": "linux"},
+                            "containers": [{"name": "virt-handler", "image": HANDLER_IMAGE}],
+                        },
+                    },
+                },
+                "status": {},
+            },
+        )
+
+    def _handler_daemonset_status(self) -> None:
+        """The DaemonSet controller's counts: one ready virt-handler pod per node."""
+        if not self.store.try_get(kinds.NAMESPACE, "", KUBEVIRT_NAMESPACE):
+            return
+        self._handler_daemonset()
+        nodes = len(list(self.store.items(kinds.NODE)))
+        running = sum(
+            1
+            for p in self.store.items(kinds.POD, KUBEVIRT_NAMESPACE)
+            if (p["metadata"].get("labels") or {}).get("kubevirt.io") == "virt-handler"
+            and (p.get("status") or {}).get("phase") == "Running"
+        )
+
+        def edit(o: dict[str, Any]) -> None:
+            o["status"] = {
+                "currentNumberScheduled": running,
+                "desiredNumberScheduled": nodes,
+                "numberAvailable": running,
+                "numberMisscheduled": 0,
+                "numberReady": running,
+                "observedGeneration": o["metadata"].get("generation", 1),
+                "updatedNumberScheduled": running,
+            }
+
+        self.rt.mutate_status(kinds.DAEMONSET, KUBEVIRT_NAMESPACE, HANDLER_DAEMONSET, edit)
+
+    def _replace_handler(self, node: str) -> None:
+        """The DaemonSet controller recreates a deleted virt-handler pod on its node."""
+        self.ensure_handler(node)
+        self._handler_daemonset_status()
+
     def handler_address(self, node: str) -> str:
         self.ensure_handler(node)
         return self.handlers.get(node, "")
+
+    def _launcher_gone(self, pod: dict[str, Any]) -> None:
+        """A virt-launcher pod was deleted (evicted, or `kubectl delete pod`) while its VMI lives on.
+
+        virt-controller recounts the VMI's pods (``setActivePods``). If it was the VMI's running pod,
+        virt-launcher got SIGTERM and shut the guest down over ACPI within its grace period, which
+        virt-handler reports as ``Succeeded`` (vm.go ``calculateVmPhaseForStatusReason``:
+        ``ReasonShutdown``) with the event "The VirtualMachineInstance was shut down."; the VM's
+        run strategy then decides whether a new VMI starts. A pod gone before its guest ran leaves
+        the VMI ``Failed``. A migration target pod's loss is the migration controller's to handle.
+        """
+        md = pod["metadata"]
+        ns = md.get("namespace", "")
+        ref = next(
+            (
+                r
+                for r in md.get("ownerReferences") or []
+                if r.get("kind") == "VirtualMachineInstance" and r.get("controller")
+            ),
+            None,
+        )
+        if ref is None:
+            return
+        vmi = self.store.try_get(kinds.VMI, ns, ref.get("name", ""))
+        if vmi is None or vmi["metadata"]["uid"] != ref.get("uid") or vmi["metadata"].get("deletionTimestamp"):
+            return
+        name = vmi["metadata"]["name"]
+        st = vmi.get("status") or {}
+        pods = self.active_pods(vmi)
+        self.rt.mutate_status(kinds.VMI, ns, name, lambda o: o.setdefault("status", {}).__setitem__("activePods", pods))
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        phase = st.get("phase")
+        if phase in ("Succeeded", "Failed") or (st.get("nodeName") and node != st.get("nodeName")):
+            return  # a finished VMI, or a migration target pod (not the VMI's current pod)
+        if phase != "Running":
+            self._fail(ns, name, "PodNotExists", "virt-launcher pod was deleted before the guest started")
+            return
+        self.ipam.detach(ns, name)
+        self._uncount(ns, name)
+        self.agents.discard(vmi["metadata"]["uid"])
+
+        def shut_down(o: dict[str, Any]) -> None:
+            s = o.setdefault("status", {})
+            set_phase(s, "Succeeded")
+            _set_condition(s, _cond("Ready", "False", "PodTerminating", "virt-launcher pod is terminating"))
+            _drop_condition(s, "AgentConnected")
+
+        self.rt.mutate_status(kinds.VMI, ns, name, shut_down)
+        self.rt.event(vmi, "Stopped", "The VirtualMachineInstance was shut down.", component="virt-handler")
+        self._retry_blocked()
 
     # ---- sandbox, boot, guest agent ------------------------------------------------------
     def _sandbox(self, ns: str, name: str, node: str) -> None:

@@ -12,10 +12,20 @@ subnet and the old one is freed; OVN-K's live-migration handling (``IsPodAllowed
 for Layer2 and Localnet only. The running guest keeps its MAC and whatever it configured at boot, so
 the VMI status reports the target pod's address while the guest still holds its old configuration.
 On Layer2 with persistent IPs the IPAMClaim gives the target pod the same address and MAC.
+
+A successful migration ends with a switch-over window drawn from the profile (``switchover``): the
+guest is paused for the final memory copy and its port moves from the source pod to the target pod,
+so it neither sends nor answers (``paused``). A migration fails when its target pod is deleted
+("Migration target pod was removed during active migration.") or its VMI shuts down ("Migration
+failed vmi shutdown during migration."). Migrations the evacuation controller created (annotation
+``kubevirt.io/evacuationMigration``) mark their source pod ``descheduler.alpha.kubernetes.io/
+eviction-in-progress`` and, after a failed one of the same VMI, wait out virt-controller's back-off
+(20 s doubling, ``handleMigrationBackoff``; the profile's ``migration_backoff``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +39,8 @@ from simcluster.profiles import profile
 from simcluster.seed import KUBEVIRT_NAME, KUBEVIRT_NAMESPACE
 from simcluster.store import Event, now_rfc3339
 
+EVACUATION_ANNOTATION = "kubevirt.io/evacuationMigration"  # types.go EvacuationMigrationAnnotation
+EVICTION_IN_PROGRESS = "descheduler.alpha.kubernetes.io/eviction-in-progress"  # watch/descheduler
 ACTIVE = ("Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running")
 FINAL = ("Succeeded", "Failed")
 STEPS = ("Scheduled", "PreparingTarget", "TargetReady", "Running")
@@ -38,13 +50,30 @@ UNSCHEDULABLE_TIMEOUT = {"realistic": 300.0, "fast": 1.0, "instant": 0.2}
 
 class MigrationController(Controller):
     name = "migration"
-    resources = (kinds.VMIM, kinds.VMI, kinds.KUBEVIRT)
+    resources = (kinds.VMIM, kinds.VMI, kinds.KUBEVIRT, kinds.POD)
 
     def __init__(self, rt: Runtime) -> None:
         super().__init__(rt)
         self.profile = profile(rt.config.profile)
         self.running: dict[tuple[str, str], dict[str, Any]] = {}  # (ns, vmim) → {vmi, source, target}
         self._kick_armed = False
+        # (ns, vmi) → (start, end) in loop time of its last switch-over window, kept after it ends so a
+        # guest's ping scheduled inside it is judged by when it was sent, not when the loop ran it
+        self.windows: dict[tuple[str, str], tuple[float, float]] = {}
+        self.failed_at: dict[str, float] = {}  # VMIM uid → loop time it failed (evacuation back-off)
+        self._backoff_noted: set[str] = set()  # VMIM uids whose back-off event was recorded
+        self.created: dict[str, int] = {}  # VMIM uid → creation order (creationTimestamp has 1 s resolution)
+        self._seq = 0
+        self._kick_timer: asyncio.TimerHandle | None = None
+        self._kick_due = 0.0
+
+    def paused(self, namespace: str, name: str, at: float | None = None) -> bool:
+        """Whether the VMI's guest is in a switch-over window at loop time `at` (default: now)."""
+        window = self.windows.get((namespace, name))
+        if window is None:
+            return False
+        when = self.rt.loop.time() if at is None else at
+        return window[0] <= when < window[1]
 
     @property
     def ipam(self) -> IPAMController:
@@ -122,16 +151,31 @@ class MigrationController(Controller):
         if ev.resource == kinds.VMIM.key:
             ns, name = md["namespace"], md["name"]
             if ev.type == "ADDED":
+                self._seq += 1
+                self.created[md["uid"]] = self._seq
                 self.rt.mutate_status(kinds.VMIM, ns, name, lambda o: self._phase(o, "Pending"))
                 self._kick()
-            elif ev.type == "DELETED" and (ns, name) in self.running:
+            elif ev.type == "DELETED":
+                self.created.pop(md["uid"], None)
+                self.failed_at.pop(md["uid"], None)
+                self._backoff_noted.discard(md["uid"])
+            if ev.type == "DELETED" and (ns, name) in self.running:
                 self._finish(
                     ns, name, False, "Migration aborted by deleting its VirtualMachineInstanceMigration", aborted=True
                 )
         elif ev.resource == kinds.VMI.key and ev.type == "DELETED":
+            self.windows.pop((md["namespace"], md["name"]), None)
             for key, run in list(self.running.items()):
                 if run["vmi"] == (md["namespace"], md["name"]):
                     self._finish(*key, False, "the VirtualMachineInstance was deleted during migration")
+        elif ev.resource == kinds.VMI.key and (ev.obj.get("status") or {}).get("phase") in FINAL:
+            for key, run in list(self.running.items()):
+                if run["vmi"] == (md["namespace"], md["name"]):
+                    self._finish(*key, False, "Migration failed vmi shutdown during migration.")
+        elif ev.resource == kinds.POD.key and ev.type == "DELETED":
+            for key, run in list(self.running.items()):
+                if run.get("target_pod") == md["name"] and run["vmi"][0] == md.get("namespace"):
+                    self._finish(*key, False, "Migration target pod was removed during active migration.")
         elif ev.resource == kinds.KUBEVIRT.key:
             self._kick()
 
@@ -171,8 +215,65 @@ class MigrationController(Controller):
             source = (vmi.get("status") or {}).get("nodeName", "")
             if outbound.get(source, 0) >= per_node:
                 continue  # this node is at its outbound limit; a later migration from elsewhere may go
+            wait = self._backoff(mig, vmi)
+            if wait > 0:
+                self._kick_after(wait)
+                continue
             outbound[source] = outbound.get(source, 0) + 1
             self._begin(mig, vmi, source)
+
+    def _kick_after(self, delay: float) -> None:
+        """One timer for the earliest back-off to end (however many migrations wait)."""
+        due = self.rt.loop.time() + delay
+        if self._kick_timer is not None and self._kick_due <= due:
+            return
+        if self._kick_timer is not None:
+            self._kick_timer.cancel()
+
+        def fire() -> None:
+            self._kick_timer = None
+            self._kick()
+
+        self._kick_due = due
+        self._kick_timer = self.rt.later(delay, fire)
+
+    def _backoff(self, mig: dict[str, Any], vmi: dict[str, Any]) -> float:
+        """Seconds an evacuation migration must still wait because earlier ones of its VMI failed
+        (migration.go handleMigrationBackoff: 20 s after the first failure, doubling per further
+        failure back to the last success; only for migrations the evacuation controller created)."""
+        if EVACUATION_ANNOTATION not in (mig["metadata"].get("annotations") or {}):
+            return 0.0
+        ns, vmi_name = mig["metadata"]["namespace"], vmi["metadata"]["name"]
+        eligible = sorted(
+            (
+                m
+                for m in self.store.items(kinds.VMIM, ns)
+                if (m.get("spec") or {}).get("vmiName") == vmi_name
+                and EVACUATION_ANNOTATION in (m["metadata"].get("annotations") or {})
+            ),
+            key=lambda m: (m["metadata"].get("creationTimestamp", ""), self.created.get(m["metadata"]["uid"], 0)),
+            reverse=True,
+        )
+        if len(eligible) < 2 or eligible[0]["metadata"]["uid"] != mig["metadata"]["uid"]:
+            return 0.0
+        backoff = 0.0
+        for m in eligible[1:]:
+            phase = (m.get("status") or {}).get("phase")
+            if phase == "Succeeded":
+                break
+            if phase == "Failed" and not m["metadata"].get("deletionTimestamp"):
+                backoff = self.profile.migration_backoff if backoff == 0 else backoff * 2
+        if backoff == 0:
+            return 0.0
+        failed = self.failed_at.get(eligible[1]["metadata"]["uid"])
+        left = backoff if failed is None else failed + backoff - self.rt.loop.time()
+        uid = mig["metadata"]["uid"]
+        if left > 0 and uid not in self._backoff_noted:
+            self._backoff_noted.add(uid)
+            self.rt.event(
+                vmi, "MigrationBackoff", f"backoff migrating vmi {ns}/{vmi_name}", "Warning", "virt-controller"
+            )
+        return max(left, 0.0)
 
     def _fail_pending(self, ns: str, name: str, reason: str) -> None:
         def failed(o: dict[str, Any]) -> None:
@@ -238,6 +339,9 @@ class MigrationController(Controller):
             return
         run["target"] = target
         kv.reserve(target, +1)
+        if source_pod and EVACUATION_ANNOTATION in (mig["metadata"].get("annotations") or {}):
+            # descheduler.MarkEvictionInProgress: the descheduler leaves this pod alone meanwhile
+            self._mark_eviction(vmi["metadata"]["namespace"], source_pod, True)
         pod = kv.create_launcher(vmi, target, pod_name, att, migration_uid=run["uid"])
         run["target_pod"] = pod["metadata"]["name"]
         address = kv.handler_address(target)
@@ -294,14 +398,41 @@ class MigrationController(Controller):
             return
         if self.rt.faults.chance(self.rt.faults.migration_failure_rate):
             self._finish(ns, name, False, "Live migration failed: simulated failure (fault migration_failure_rate)")
-        else:
+            return
+        window = self.profile.draw(self.rt.rng, self.profile.switchover)
+        if window <= 0:
             self._finish(ns, name, True, "")
+            return
+        # the switch-over: the source is paused for the last memory copy and the port moves to the
+        # target; the guest neither sends nor answers until the migration completes
+        start = self.rt.loop.time()
+        self.windows[run["vmi"]] = (start, start + window)
+        run["switching"] = True
+
+        def switched() -> None:
+            if (ns, name) in self.running:
+                self._finish(ns, name, True, "")
+
+        self.rt.later(window, switched)
+
+    def _mark_eviction(self, ns: str, pod: str, on: bool) -> None:
+        def edit(o: dict[str, Any]) -> None:
+            annotations = o["metadata"].setdefault("annotations", {})
+            if on:
+                annotations[EVICTION_IN_PROGRESS] = "kubevirt"
+            else:
+                annotations.pop(EVICTION_IN_PROGRESS, None)
+
+        self.rt.mutate_status(kinds.POD, ns, pod, edit)
 
     def _finish(self, ns: str, name: str, ok: bool, reason: str, aborted: bool = False) -> None:
         run = self.running.pop((ns, name), None)
         vmi_key = run["vmi"] if run else None
         target = run.get("target") if run else None
         end = now_rfc3339()
+        if vmi_key is not None and run is not None and run.get("switching"):
+            start, until = self.windows.get(vmi_key, (0.0, 0.0))
+            self.windows[vmi_key] = (start, min(until, self.rt.loop.time()))  # over, whatever ended it
         state = dict((run or {}).get("state") or {})
         state["endTimestamp"] = end
         if ok:
@@ -328,6 +459,8 @@ class MigrationController(Controller):
                 self.kubevirt.set_pod_phase(vns, source_pod, "Succeeded", "Completed")
             elif not ok and target_pod:
                 self.kubevirt.set_pod_phase(vns, target_pod, "Failed", "Error")
+            if not ok and source_pod:
+                self._mark_eviction(vns, source_pod, False)  # descheduler.MarkSourcePodEvictionCompleted
             self._update_vmi(vmi_key, state, target if ok else None)
         if self.store.try_get(kinds.VMIM, ns, name) is not None:
 
@@ -337,6 +470,8 @@ class MigrationController(Controller):
 
             self.rt.mutate_status(kinds.VMIM, ns, name, final)
             vmim = self.store.try_get(kinds.VMIM, ns, name)
+            if vmim is not None and not ok:
+                self.failed_at[vmim["metadata"]["uid"]] = self.rt.loop.time()
             if vmim is not None and vmi_key is not None:
                 vmi = self.store.try_get(kinds.VMI, *vmi_key)
                 if vmi is not None:
@@ -362,6 +497,9 @@ class MigrationController(Controller):
             if target:
                 s["nodeName"] = target
                 o["metadata"].setdefault("labels", {})["kubevirt.io/nodeName"] = target
+                # virt-handler's migration ACK: "clean the evacuation node name since have already
+                # migrated to a new node" (vm.go)
+                s.pop("evacuationNodeName", None)
 
         ns, name = key
         if target:
