@@ -18,7 +18,7 @@ import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
-from tasks.model import ChurnRow, MigrationResult, VMSnapshot
+from tasks.model import ChurnRow, MoveResult, VMSnapshot
 
 __all__ = ["MIGRATABLE_PHASES", "choose_vms", "diff"]
 
@@ -53,34 +53,43 @@ def _seconds_between(started: str, ended: str) -> float | None:
 def diff(
     before: Sequence[VMSnapshot],
     after: Sequence[VMSnapshot],
-    migrations: Sequence[MigrationResult],
+    migrations: Sequence[MoveResult],
     selected: Iterable[Key],
     *,
     network_of: Mapping[Key, str] | None = None,
 ) -> list[ChurnRow]:
-    """One ``ChurnRow`` per selected VM (in the order given, duplicates dropped).
+    """One ``ChurnRow`` per move of each selected VM (in the order given, duplicates dropped); a VM
+    with no move recorded gets one row saying so.
 
-    * node/IP before come from ``before`` (the node falls back to the migration's source node when
-      the VM is missing there); node/IP after from ``after`` (empty when the VM is gone);
-    * the migration is the last ``MigrationResult`` listed for the VM; its duration is
-      ``duration_s`` or, failing that, ``ended - started``; a migration that did not reach
-      Succeeded/Failed gets the reason "did not finish (last phase …)", a VM with no migration
-      "no migration recorded";
-    * stale-IP hazard: a *different* VM of the same network holds the VM's old address in the after
-      snapshot (``old_ip_holder`` = "ns/vm", several joined by commas). All snapshots form one
-      network unless ``network_of`` maps (namespace, vm) to a network name; VMs it does not list
-      belong to the network "".
+    * a VM's moves are its ``MoveResult`` records in the order listed (a rolling drain can move a VM
+      more than once); node and address before a move are the record's (its source node, its
+      ``ip_before``), falling back to the ``before`` snapshot for the first move and to the previous
+      move's end for later ones; after the last move they come from ``after`` (empty when the VM is
+      gone), after an earlier one from the record (``target_node``, ``ip_after``);
+    * a move's duration is ``duration_s`` or, failing that, ``ended - started``; one that did not reach
+      Succeeded/Failed gets the reason "did not finish (last phase …)";
+    * stale-IP hazard: a *different* VM of the same network holds the address the VM had before the
+      move in the after snapshot (``old_ip_holder`` = "ns/vm", several joined by commas). All
+      snapshots form one network unless ``network_of`` maps (namespace, vm) to a network name.
     """
     nets = network_of or {}
     before_by = {(s.namespace, s.name): s for s in before}
     after_by = {(s.namespace, s.name): s for s in after}
-    mig_by: dict[Key, MigrationResult] = {(mr.namespace, mr.vm): mr for mr in migrations}
+    moves_by: dict[Key, list[MoveResult]] = {}
+    for mr in migrations:
+        moves_by.setdefault((mr.namespace, mr.vm), []).append(mr)
 
     holders: dict[tuple[str, str], list[Key]] = {}
     for key, s in after_by.items():
         net = nets.get(key, "")
         for ip in _addresses(s):
             holders.setdefault((net, ip), []).append(key)
+
+    def holder_of(key: Key, ip: str) -> str:
+        if not ip:
+            return ""
+        others = [k for k in holders.get((nets.get(key, ""), ip), []) if k != key]
+        return ",".join(f"{ns}/{vm}" for ns, vm in sorted(others))
 
     rows: list[ChurnRow] = []
     seen: set[Key] = set()
@@ -89,46 +98,72 @@ def diff(
         if key in seen:
             continue
         seen.add(key)
-        b, a, m = before_by.get(key), after_by.get(key), mig_by.get(key)
-
-        node_before = b.node if b else (m.source_node if m else "")
-        ip_before = b.ip if b else ""
-        node_after = a.node if a else ""
-        ip_after = a.ip if a else ""
-
-        reasons: list[str] = []
-        if m is None:
-            phase, duration = "", None
-            reasons.append("no migration recorded")
-        else:
-            phase = m.phase
+        b, a = before_by.get(key), after_by.get(key)
+        moves = moves_by.get(key) or []
+        if not moves:
+            missing = ["no migration recorded"] + (["VM missing from the after snapshot"] if a is None else [])
+            ip_before = b.ip if b else ""
+            rows.append(
+                ChurnRow(
+                    namespace=key[0],
+                    vm=key[1],
+                    node_before=b.node if b else "",
+                    node_after=a.node if a else "",
+                    ip_before=ip_before,
+                    ip_after=a.ip if a else "",
+                    migration_phase="",
+                    failure_reason="; ".join(missing),
+                    old_ip_holder=holder_of(key, ip_before),
+                )
+            )
+            continue
+        node_prev = b.node if b else ""
+        ip_prev = b.ip if b else ""
+        for i, m in enumerate(moves):
+            last = i == len(moves) - 1
+            node_before = m.source_node or node_prev
+            ip_before = m.ip_before or ip_prev
+            if last:
+                node_after = a.node if a else ""
+                ip_after = a.ip if a else ""
+            else:
+                node_after = m.target_node if m.phase == "Succeeded" else node_before
+                ip_after = m.ip_after or ip_before
+            reasons: list[str] = []
             duration = m.duration_s if m.duration_s is not None else _seconds_between(m.started, m.ended)
             if m.failure_reason:
                 reasons.append(m.failure_reason)
-            elif phase not in _TERMINAL:
-                reasons.append(f"did not finish (last phase {phase or 'unknown'})")
-        if a is None:
-            reasons.append("VM missing from the after snapshot")
-
-        holder = ""
-        if ip_before:
-            others = [k for k in holders.get((nets.get(key, ""), ip_before), []) if k != key]
-            holder = ",".join(f"{ns}/{vm}" for ns, vm in sorted(others))
-
-        rows.append(
-            ChurnRow(
-                namespace=key[0],
-                vm=key[1],
-                node_before=node_before,
-                node_after=node_after,
-                ip_before=ip_before,
-                ip_after=ip_after,
-                migration_phase=phase,
-                duration_s=duration,
-                failure_reason="; ".join(reasons),
-                old_ip_holder=holder,
+            elif m.phase not in _TERMINAL:
+                reasons.append(f"did not finish (last phase {m.phase or 'unknown'})")
+            if last and a is None:
+                reasons.append("VM missing from the after snapshot")
+            d = m.downtime
+            rows.append(
+                ChurnRow(
+                    namespace=key[0],
+                    vm=key[1],
+                    node_before=node_before,
+                    node_after=node_after,
+                    ip_before=ip_before,
+                    ip_after=ip_after,
+                    migration_phase=m.phase,
+                    duration_s=duration,
+                    failure_reason="; ".join(reasons),
+                    old_ip_holder=holder_of(key, ip_before) if ip_before != ip_after or last else "",
+                    action=m.action,
+                    move=i + 1,
+                    drain_node=m.drain_node,
+                    via=m.migration,
+                    downtime_ms=d.downtime_ms,
+                    packets_lost=d.packets_lost,
+                    first_reply_ip=d.first_reply_ip,
+                    last_reply_before=d.last_reply_before,
+                    first_reply_after=d.first_reply_after,
+                    downtime_peer=d.peer,
+                    downtime_note=d.note,
+                )
             )
-        )
+            node_prev, ip_prev = node_after, ip_after
     return rows
 
 

@@ -73,6 +73,7 @@ CTRL_C = "\x03"
 # A Fedora/RHEL bash prompt: "[fedora@vm-a ~]$ ", "[root@vm-a fedora]# ".
 DEFAULT_PROMPT = r"\[[^\[\]\r\n]+\][$#] "
 LOGOUT_TIMEOUT = 5.0
+BUSY_TTY_WAIT = 3.0  # no prompt within this long at login: interrupt whatever holds the tty, once
 
 
 class ConsoleDoor(Protocol):
@@ -481,8 +482,19 @@ class ConsoleSession:
         self._buf = ""  # only what answers this newline counts
         self.send("\n")
         incorrect = 0
+        nudged = False
         while True:
-            m = self.expect(rx, max(0.0, deadline - time.monotonic()))
+            try:
+                wait = deadline - time.monotonic() if nudged else min(BUSY_TTY_WAIT, deadline - time.monotonic())
+                m = self.expect(rx, max(0.0, wait))
+            except ConsoleTimeout:
+                if nudged or time.monotonic() >= deadline:
+                    raise
+                # No prompt yet: the tty may be held by a command an earlier session left running (a
+                # ping whose session dropped). Ctrl-C is harmless at a login or shell prompt.
+                nudged = True
+                self.send(CTRL_C + "\n")
+                continue
             kind = m.lastgroup
             if kind == "prompt":
                 self.last_prompt = m.group(0)
@@ -527,6 +539,45 @@ class ConsoleSession:
             log.info("console %s: %r failed (%s); recovering and retrying once", self.vmi, command, e)
             self.recover()
             return self._run_once(command, timeout)
+
+    def start(self, command: str) -> None:
+        """Type a command that runs until interrupted (a continuous ping) and return once its echo is
+        seen; read what it prints with :meth:`read_output`, end it with :meth:`interrupt`."""
+        if "\n" in command or "\r" in command:
+            raise ValueError("one command line at a time (no newlines)")
+        self._buf = ""
+        self.send("\n")
+        self.expect(re.compile(r"\r?\n" + self.prompt), self.step_timeout)
+        self.send(command + "\n")
+        self.expect(re.compile(re.escape(command) + r"\r?\n"), self.step_timeout)
+
+    def read_output(self, timeout: float) -> str:
+        """The complete lines a running command printed within ``timeout`` seconds (LF line ends,
+        secrets masked); a partial last line stays for the next read."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._recv(left)
+        cut = self._buf.rfind("\n") + 1
+        done, self._buf = self._buf[:cut], self._buf[cut:]
+        return mask_secrets(done.replace("\r\n", "\n"), self._secrets)
+
+    def at_prompt(self) -> bool:
+        """Whether the shell prompt is back in the unread output (a started command ended by itself)."""
+        return bool(self._prompt_rx.search(self._buf))
+
+    def interrupt(self, timeout: float | None = None) -> tuple[str, int]:
+        """Ctrl-C the running command; what it printed until the prompt came back (its statistics, for
+        ping) and its exit status."""
+        self.send(CTRL_C)
+        m = self.expect(re.compile(r"(.*?)(" + self.prompt + ")", re.S), timeout or self.step_timeout)
+        output = m.group(1).replace("\r\n", "\n")
+        self.last_prompt = m.group(2)
+        self.send("echo $?\n")
+        rc = self.expect(re.compile(r"echo \$\?\r?\n(\d+)\r?\n(?:.*?)(" + self.prompt + ")", re.S), self.step_timeout)
+        return mask_secrets(output, self._secrets), int(rc.group(1))
 
     def recover(self) -> None:
         """Get back to a clean prompt: reconnect if dropped, interrupt what runs, log in again."""

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -25,17 +26,22 @@ from typing import Any
 from tasks.capacity import NodeInfo, layer2_capacity, layer3_capacity
 from tasks.churn import choose_vms, diff
 from tasks.connectivity import observe_guests, run_credentials, run_probes
+from tasks.cordon import cordoned_by, release_cordons, unschedulable
+from tasks.downtime import DowntimeMonitor
+from tasks.drain import DrainPlanError, DrainRunner, NodeDrain, plan_nodes
 from tasks.guest import GuestView, cause, explain
 from tasks.kube import Kube, KubeError, WatchEvent
 from tasks.kube.resources import KUBEVIRT, NODE, VM, VMI, VMIM
-from tasks.model import ChurnRow, MigrationResult, ProbeResult, VMSnapshot
+from tasks.model import ChurnRow, Downtime, MoveResult, ProbeResult, VMSnapshot
 from tasks.orchestration import say, unit
-from tasks.outcome import Artifact, ChurnFailed, StepResult
+from tasks.outcome import Artifact, ChurnFailed, PreflightFailed, StepResult
+from tasks.preflight import check_churn_access
 from tasks.probeplan import Probe, ProbePlan, Target, VMEndpoint, group_by_source
 from tasks.progress import step_progress
 from tasks.render import render_migration
 from tasks.reports.churn import churn_frame, churn_summary
 from tasks.reports.state import RunParts
+from tasks.restart import RestartRunner
 from tasks.scope import CHURN_LABEL
 from tasks.spec import RolloutSpec
 
@@ -82,7 +88,7 @@ def _parse_ts(value: str | None) -> float | None:
         return None
 
 
-def result_of(vmim: dict[str, Any], vm: str, timed_out: bool = False) -> MigrationResult:
+def result_of(vmim: dict[str, Any], vm: str, timed_out: bool = False) -> MoveResult:
     st = vmim.get("status") or {}
     state = st.get("migrationState") or {}
     start, end = _parse_ts(state.get("startTimestamp")), _parse_ts(state.get("endTimestamp"))
@@ -90,7 +96,7 @@ def result_of(vmim: dict[str, Any], vm: str, timed_out: bool = False) -> Migrati
     reason = state.get("failureReason", "")
     if timed_out and phase not in FINAL:
         reason = f"timed out in phase {phase}"
-    return MigrationResult(
+    return MoveResult(
         namespace=vmim["metadata"]["namespace"],
         vm=vm,
         migration=vmim["metadata"]["name"],
@@ -109,13 +115,29 @@ class _Pending:
     namespace: str
     vm: str
     node: str
+    ip: str = ""
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.vm)
 
 
 class MigrationRunner:
     """Creates migrations no faster than the cluster runs them and follows them by watch."""
 
-    def __init__(self, kube: Kube, spec: RolloutSpec, churn_id: str, *, max_parallel: int = 0) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        spec: RolloutSpec,
+        churn_id: str,
+        *,
+        max_parallel: int = 0,
+        monitor: DowntimeMonitor | None = None,
+    ) -> None:
         self.kube = kube
+        self.monitor = monitor
+        self._ending: dict[str, Future[Downtime]] = {}  # VMIM name → what its peer saw
+        self._enders = ThreadPoolExecutor(max_workers=16, thread_name_prefix="downtime") if monitor else None
         self.spec = spec
         self.churn_id = churn_id
         per_cluster, per_node = migration_limits(kube)
@@ -143,14 +165,14 @@ class MigrationRunner:
 
     def run(
         self, chosen: list[VMSnapshot], timeout: float, on_progress: Callable[[int, int], None] | None = None
-    ) -> list[MigrationResult]:
+    ) -> list[MoveResult]:
         """Migrate ``chosen`` within the limits; ``on_progress(finished, total)`` as migrations end."""
-        queue = deque(_Pending(s.namespace, s.name, s.node) for s in chosen)
+        queue = deque(_Pending(s.namespace, s.name, s.node, s.ip) for s in chosen)
         total = len(queue)
         informer = self.kube.informer(VMIM, label_selector=f"{CHURN_LABEL}={self.churn_id}", on_event=self._on_event)
         informer.synced.wait(60)
         deadline = time.monotonic() + timeout
-        results: list[MigrationResult] = []
+        results: list[MoveResult] = []
         try:
             while queue or self.active:
                 with self.cond:
@@ -165,6 +187,7 @@ class MigrationRunner:
                                 break
                     if on_progress is not None:
                         on_progress(len(self.done) + len(results), total)
+                    self._end_finished()
                     if startable is None:
                         left = deadline - time.monotonic()
                         if left <= 0:
@@ -172,10 +195,14 @@ class MigrationRunner:
                         self.cond.wait(min(left, 2.0))
                         continue
                     queue.remove(startable)
+                if self.monitor is not None:
+                    self.monitor.begin(startable.key, startable.ip)
                 name = self._create(startable)
                 if name is None:
+                    if self.monitor is not None:
+                        self.monitor.end(startable.key)
                     results.append(
-                        MigrationResult(
+                        MoveResult(
                             startable.namespace,
                             startable.vm,
                             "",
@@ -195,17 +222,24 @@ class MigrationRunner:
         finally:
             informer.stop()
         with self.cond:
+            self._end_finished(everything=True)
             for name, p in self.vm_of.items():
                 if name in self.done:
-                    results.append(result_of(self.done[name], p.vm))
+                    r = result_of(self.done[name], p.vm)
                 else:
                     live = self.kube.get(VMIM, name, p.namespace) or {
                         "metadata": {"name": name, "namespace": p.namespace}
                     }
-                    results.append(result_of(live, p.vm, timed_out=True))
+                    r = result_of(live, p.vm, timed_out=True)
+                ending = self._ending.get(name)
+                if ending is not None:
+                    r = replace(r, downtime=ending.result())
+                results.append(r)
+        if self._enders is not None:
+            self._enders.shutdown(wait=True)
         for p in queue:  # never started: the deadline came first
             results.append(
-                MigrationResult(
+                MoveResult(
                     p.namespace,
                     p.vm,
                     "",
@@ -217,6 +251,22 @@ class MigrationRunner:
         return sorted(results, key=lambda r: (r.namespace, r.vm))
 
     _last_error = ""
+
+    def _end_finished(self, everything: bool = False) -> None:
+        """Hand each finished migration (every one, at the end) to a worker that waits for the VM's
+        first reply after it. Called with ``cond`` held."""
+        if self.monitor is None or self._enders is None:
+            return
+        for name, p in self.vm_of.items():
+            if name in self._ending or (name not in self.done and not everything):
+                continue
+            self._ending[name] = self._enders.submit(self._end_one, p)
+
+    def _end_one(self, p: _Pending) -> Downtime:
+        assert self.monitor is not None
+        vmi = self.kube.get(VMI, p.vm, p.namespace) or {}
+        iface = ((vmi.get("status") or {}).get("interfaces") or [{}])[0]
+        return self.monitor.end(p.key, iface.get("ipAddress", ""))
 
     def _create(self, p: _Pending) -> str | None:
         body = render_migration(self.spec, p.namespace, p.vm, self.churn_id)
@@ -266,11 +316,10 @@ def choose(kube: Kube, spec: RolloutSpec, before: list[VMSnapshot]) -> list[tupl
     return choose_vms(before, fraction=float(value), seed=len(before))
 
 
-@unit("migrate")
 def migrate(
-    kube: Kube, spec: RolloutSpec, chosen: list[VMSnapshot], churn_id: str
-) -> tuple[list[MigrationResult], int]:
-    runner = MigrationRunner(kube, spec, churn_id, max_parallel=spec.churn.max_parallel)
+    kube: Kube, spec: RolloutSpec, chosen: list[VMSnapshot], churn_id: str, monitor: DowntimeMonitor | None = None
+) -> tuple[list[MoveResult], int]:
+    runner = MigrationRunner(kube, spec, churn_id, max_parallel=spec.churn.max_parallel, monitor=monitor)
     with step_progress("migrations finished", len(chosen), key="churn-progress", unit=" VMs") as bar:
         results = runner.run(chosen, spec.churn.timeout_seconds, on_progress=bar.update)
         bar.update(len(chosen))
@@ -298,18 +347,28 @@ def capacity_parts(
 
 
 def with_guests(rows: list[ChurnRow], before: dict[Key, GuestView], after: dict[Key, GuestView]) -> list[ChurnRow]:
-    """Each row with what its guest held before and after the move (pure)."""
+    """Each VM's first move with what its guest held before, its last with what it held after (pure)."""
+    last = {(r.namespace, r.vm): r.move for r in rows}
     out = []
     for r in rows:
-        b, a = before.get((r.namespace, r.vm)), after.get((r.namespace, r.vm))
+        key = (r.namespace, r.vm)
+        b, a = before.get(key), after.get(key)
         out.append(
             replace(
                 r,
-                guest_ip_before=" ".join(b.guest_ips) if b and b.looked else "",
-                guest_ip_after=" ".join(a.guest_ips) if a and a.looked else "",
+                guest_ip_before=" ".join(b.guest_ips) if b and b.looked and r.move == 1 else "",
+                guest_ip_after=" ".join(a.guest_ips) if a and a.looked and r.move == last[key] else "",
             )
         )
     return out
+
+
+def final_moves(rows: list[ChurnRow]) -> list[ChurnRow]:
+    """Each VM's last move (where it ended up), in row order."""
+    last: dict[Key, ChurnRow] = {}
+    for r in rows:
+        last[(r.namespace, r.vm)] = r
+    return list(last.values())
 
 
 def reprobe_plan(rows: list[ChurnRow], after: list[VMSnapshot], views: dict[Key, GuestView]) -> ProbePlan | None:
@@ -320,7 +379,8 @@ def reprobe_plan(rows: list[ChurnRow], after: list[VMSnapshot], views: dict[Key,
     target pod's address) and must stay silent when it does not; the old address must stay silent
     unless another VM now holds it (the stale-IP hazard, reported apart).
     """
-    moved = {(r.namespace, r.vm) for r in rows if r.node_changed}
+    rows = final_moves(rows)
+    moved = {(r.namespace, r.vm) for r in rows if r.node_changed or r.ip_changed}
     running = [s for s in after if s.ip and s.phase == "Running"]
     # Peers that stayed put; when every VM moved (fraction 1, a drained fleet), the other moved VMs.
     still = [s for s in running if (s.namespace, s.name) not in moved] or running
@@ -375,12 +435,14 @@ def reprobe_moved(
 def judge_moves(
     rows: list[ChurnRow], reprobes: list[ProbeResult], views: dict[Key, GuestView], topology: str
 ) -> list[ChurnRow]:
-    """Each moved VM: was it reachable at its new VMI address from a VM that stayed, and if not, why (pure)."""
+    """Each moved VM's last move: was it reachable at its new VMI address from a VM that stayed, and if
+    not, why (pure)."""
     at_new = {(p.dst_namespace, p.dst_vm): p for p in reprobes if p.kind == "mesh"}
+    last = {(r.namespace, r.vm): r.move for r in rows}
     out = []
     for r in rows:
         p = at_new.get((r.namespace, r.vm))
-        if p is None:
+        if p is None or r.move != last[(r.namespace, r.vm)]:
             out.append(r)
             continue
         reached = p.received > 0
@@ -397,20 +459,23 @@ class ChurnResult(StepResult):
     failure = ChurnFailed
     report_file = "churn.html"
     topology: str = ""
+    action: str = "migrate"
     rows: list[ChurnRow] = field(default_factory=list)
-    migrations: list[MigrationResult] = field(default_factory=list)
+    migrations: list[MoveResult] = field(default_factory=list)
     reprobes: list[ProbeResult] = field(default_factory=list)
     peak_in_flight: int = 0
     capacity_rows: list[dict[str, Any]] = field(default_factory=list)
     capacity_summary: dict[str, Any] = field(default_factory=dict)
+    drains: list[NodeDrain] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> dict[str, Any]:
         """The churn report's figures and problems (``tasks.reports.churn.churn_summary``)."""
-        return churn_summary(self.rows, self.topology)
+        return churn_summary(self.rows, self.topology, drains=[d.to_dict() for d in self.drains], notes=self.notes)
 
     @property
-    def failed_migrations(self) -> list[MigrationResult]:
+    def failed_migrations(self) -> list[MoveResult]:
         return [m for m in self.migrations if m.phase != "Succeeded"]
 
     @property
@@ -421,28 +486,50 @@ class ChurnResult(StepResult):
         return not self.failed_migrations and not self.failed_reprobes
 
     def figures(self) -> dict[str, Any]:
+        downtime = {x["action"]: x for x in self.summary["downtime"]}.get(self.action) or {}
         return {
-            "selected": len(self.rows),
+            "action": self.action,
+            "selected": len({(r.namespace, r.vm) for r in self.rows}),
+            "moves": len(self.rows),
             "wall_s": round(self.wall_s, 2),
             "peak_in_flight": self.peak_in_flight,
             "succeeded": sum(1 for m in self.migrations if m.phase == "Succeeded"),
             "reachable_after": sum(r.reachable_after == "yes" for r in self.rows),
             "unreachable_after": sum(r.reachable_after == "no" for r in self.rows),
+            "downtime_p50_ms": downtime.get("p50"),
+            "downtime_p95_ms": downtime.get("p95"),
+            "downtime_max_ms": downtime.get("max"),
+            "downtime_measured": downtime.get("count", 0),
+            "nodes_drained": len(self.drains),
         }
 
     def problems(self) -> list[str]:
-        return [f"migration of {m.namespace}/{m.vm}: {m.phase}: {m.failure_reason}" for m in self.failed_migrations] + [
+        verb = {"migrate": "migration", "restart": "restart", "drain": "move off a drained node"}.get(
+            self.action, "move"
+        )
+        return [f"{verb} of {m.namespace}/{m.vm}: {m.phase}: {m.failure_reason}" for m in self.failed_migrations] + [
             f"re-probe {p.src_namespace}/{p.src_vm} → {p.dst_ip}: {p.outcome} (expected {p.expect})"
             for p in self.failed_reprobes
         ]
 
     def headline(self) -> str:
-        n = len(self.rows)
+        vms = len({(r.namespace, r.vm) for r in self.rows})
+        done = {"migrate": "migrated", "restart": "restarted", "drain": "moved"}.get(self.action, "moved")
+        moves = f" in {len(self.rows)} moves" if len(self.rows) != vms else ""
+        drained = f" off {len(self.drains)} drained node{'s' if len(self.drains) != 1 else ''}" if self.drains else ""
         head = (
-            f"{n} VM{'s' if n != 1 else ''} selected, {self.figures()['succeeded']} migrated, "
+            f"{vms} VM{'s' if vms != 1 else ''} selected, {self.figures()['succeeded']} {done}{moves}{drained}, "
             f"{sum(r.node_changed for r in self.rows)} changed node, {sum(r.ip_changed for r in self.rows)} changed IP "
             f"({self.topology}); stale-IP hazards: {sum(r.stale_ip_hazard for r in self.rows)}"
         )
+        f = self.figures()
+        if f["downtime_measured"]:
+            head += (
+                f"\ndowntime as a peer saw it ({f['downtime_measured']} moves): P50 {f['downtime_p50_ms']:.0f} ms, "
+                f"P95 {f['downtime_p95_ms']:.0f} ms, max {f['downtime_max_ms']:.0f} ms"
+            )
+        for d in self.drains:
+            head += f"\n  drained {d.node} in {d.duration_s:.1f}s ({d.moved} of {d.vms} VMs moved)"
         probed = [r for r in self.rows if r.reachable_after]
         if probed:
             reached = sum(r.reachable_after == "yes" for r in probed)
@@ -456,8 +543,11 @@ class ChurnResult(StepResult):
 
     def failure_message(self) -> str:
         first = self.problems()[0] if self.problems() else ""
+        what = {"migrate": "migration(s)", "restart": "restart(s)", "drain": "move(s) off drained nodes"}.get(
+            self.action, "move(s)"
+        )
         return (
-            f"{len(self.failed_migrations)} migration(s) failed and {len(self.failed_reprobes)} re-probe(s) did "
+            f"{len(self.failed_migrations)} {what} failed and {len(self.failed_reprobes)} re-probe(s) did "
             f"not match" + (f"; first: {first}" if first else "")
         )
 
@@ -465,13 +555,18 @@ class ChurnResult(StepResult):
         return RunParts(
             churn_rows=self.rows,
             churn_topology=self.topology,
+            churn_action=self.action,
+            churn_drains=[d.to_dict() for d in self.drains],
+            churn_notes=self.notes,
             capacity_rows=self.capacity_rows,
             capacity_summary=self.capacity_summary,
         )
 
     def artifacts(self) -> list[Artifact]:
         return [
-            Artifact("churn", "Live-migration churn", table=churn_frame(self.rows)),
+            Artifact(
+                "churn", f"Churn ({self.action}): before/after and downtime per move", table=churn_frame(self.rows)
+            ),
             Artifact("churn-summary", "Churn report", markdown_file="churn.md"),
         ]
 
@@ -484,25 +579,137 @@ def look_at(kube: Kube, spec: RolloutSpec, vms: list[VMSnapshot]) -> dict[Key, G
     )
 
 
+def downtime_monitor(
+    kube: Kube,
+    spec: RolloutSpec,
+    before: list[VMSnapshot],
+    chosen: list[VMSnapshot],
+    views: dict[Key, GuestView],
+    concurrency: int,
+) -> DowntimeMonitor | None:
+    """Peers for the downtime pings: VMs that will not move (for a drain, any VM not on the node being
+    drained). A moved VM whose guest holds no address a peer could ping is noted, not pinged."""
+    c = spec.churn
+    if not c.downtime or not chosen:
+        return None
+    moving = {(s.namespace, s.name) for s in chosen}
+    running = [s for s in before if s.phase == "Running" and s.ip]
+    stay = running if c.action == "drain" else [s for s in running if (s.namespace, s.name) not in moving]
+    usable = [s for s in stay if _can_ping((s.namespace, s.name), s.ip, views)]
+    monitor = DowntimeMonitor(
+        kube,
+        run_credentials(kube, spec),
+        [VMEndpoint(s.namespace, s.name, s.node, s.ip) for s in usable],
+        interval=c.ping_interval_seconds,
+        reply_wait=c.reply_wait_seconds,
+        max_sessions=min(spec.connectivity.max_sessions, concurrency + 2),
+    )
+    for s in chosen:
+        if not _can_ping((s.namespace, s.name), s.ip, views):
+            monitor.skip((s.namespace, s.name), "its guest held no address to ping (see the guest columns)")
+        elif not usable:
+            monitor.skip((s.namespace, s.name), "no VM that stays put could ping it")
+    return monitor
+
+
+def _can_ping(key: Key, ip: str, views: dict[Key, GuestView]) -> bool:
+    """Whether the guest is known (or assumed, when not read) to hold its VMI address."""
+    view = views.get(key)
+    return bool(ip) and (view is None or not view.looked or view.holds(ip))
+
+
+def plan_drain(kube: Kube, spec: RolloutSpec, before: list[VMSnapshot]) -> list[str]:
+    """The nodes a drain goes through, or a failed preflight (nothing changed) naming what is wrong."""
+    nodes, _ = kube.list(NODE)
+    names = [n["metadata"]["name"] for n in nodes]
+    # a cordon an interrupted churn of this run left is lifted before the drain: count those nodes in
+    schedulable = [n["metadata"]["name"] for n in nodes if not unschedulable(n) or cordoned_by(n) == spec.run_id]
+    vms_on: dict[str, int] = {}
+    for s in before:
+        if s.phase == "Running" and s.node:
+            vms_on[s.node] = vms_on.get(s.node, 0) + 1
+    wanted = spec.churn.nodes if spec.churn.nodes is not None else "all"
+    try:
+        return plan_nodes(wanted, schedulable, names, vms_on)
+    except DrainPlanError as e:
+        raise PreflightFailed(str(e), ["nothing was changed on the cluster"]) from None
+
+
+@unit("move VMs")
+def move(
+    kube: Kube,
+    spec: RolloutSpec,
+    chosen: list[VMSnapshot],
+    churn_id: str,
+    monitor: DowntimeMonitor | None,
+    drain_nodes: list[str],
+) -> tuple[list[MoveResult], int, list[NodeDrain], list[str]]:
+    """The spec's action on the chosen VMs: (moves, peak in flight, per-node drains, notes)."""
+    c = spec.churn
+    if c.action == "migrate":
+        results, peak = migrate(kube, spec, chosen, churn_id, monitor)
+        return results, peak, [], []
+    if c.action == "restart":
+        runner = RestartRunner(
+            kube, spec.run_id, timeout=c.timeout_seconds, max_parallel=c.max_parallel, monitor=monitor
+        )
+        with step_progress("VMs restarted", len(chosen), key="churn-progress", unit=" VMs") as bar:
+            moves = runner.run(chosen, on_progress=bar.update)
+        notes = (
+            [f"cordoned while their VMs restarted, then uncordoned: {', '.join(runner.cordoned)}"]
+            if runner.cordoned
+            else []
+        )
+        return moves, runner.parallel, [], notes + runner.notes
+    drainer = DrainRunner(
+        kube, spec.run_id, spec.scope().selector, timeout=c.timeout_seconds, monitor=monitor, in_flight=c.max_parallel
+    )
+    with step_progress("nodes drained", len(drain_nodes), key="churn-progress", unit=" nodes") as bar:
+        moves, drains = drainer.run(drain_nodes, on_progress=bar.update)
+    return moves, drainer.in_flight, drains, []
+
+
 def run_churn(kube: Kube, spec: RolloutSpec, *, reprobe: bool = True) -> ChurnResult:
-    """Snapshot → choose → read the guests → migrate within the cluster's limits → snapshot → diff →
-    read the guests again → re-probe from VMs that stayed → capacity."""
+    """Snapshot → choose → read the guests → move (migrate, restart or drain, a peer pinging each moving
+    VM) → snapshot → diff → read the guests again → re-probe from VMs that stayed → capacity."""
     started = time.monotonic()
+    c = spec.churn
+    check_churn_access(kube, spec)
     before = snapshot(kube, spec)
-    keys = choose(kube, spec, before)
+    drain_nodes: list[str] = []
+    if c.action == "drain":
+        drain_nodes = plan_drain(kube, spec, before)
+        keys = sorted((s.namespace, s.name) for s in before if s.phase == "Running" and s.node in drain_nodes)
+    else:
+        keys = choose(kube, spec, before)
+    lifted = release_cordons(kube, spec.run_id) if c.action != "migrate" else []
+    for node in lifted:
+        say(f"uncordoned {node}: an interrupted churn of {spec.run_id} had left it cordoned")
     by_key = {(s.namespace, s.name): s for s in before}
     chosen = [by_key[k] for k in keys if k in by_key]
     churn_id = uuid.uuid4().hex[:8]
     guests_before = look_at(kube, spec, chosen) if reprobe and chosen else {}
-    n = len(chosen)
-    say(f"migrating {n} of {len(before)} VM{'s' if len(before) != 1 else ''} (churn {churn_id})")
-    migrations, peak = migrate(kube, spec, chosen, churn_id)
+    what = {"migrate": "migrating", "restart": "restarting", "drain": "moving"}[c.action]
+    where = (
+        f" off {len(drain_nodes)} node{'s' if len(drain_nodes) != 1 else ''} ({', '.join(drain_nodes)})"
+        if drain_nodes
+        else ""
+    )
+    say(f"{what} {len(chosen)} of {len(before)} VM{'s' if len(before) != 1 else ''}{where} (churn {churn_id})")
+    concurrency = migration_limits(kube)[0] if c.action == "migrate" else (c.max_parallel or 10)
+    monitor = downtime_monitor(kube, spec, before, chosen, guests_before, concurrency)
+    try:
+        moves, peak, drains, notes = move(kube, spec, chosen, churn_id, monitor, drain_nodes)
+    finally:
+        if monitor is not None:
+            monitor.close()
     after = snapshot(kube, spec)
-    rows = diff(before, after, migrations, keys)
+    rows = diff(before, after, moves, keys)
     reprobes: list[ProbeResult] = []
     if reprobe and rows:
         after_by = {(s.namespace, s.name): s for s in after}
-        moved = [after_by[(r.namespace, r.vm)] for r in rows if r.node_changed and (r.namespace, r.vm) in after_by]
+        moved_keys = {(r.namespace, r.vm) for r in rows if r.node_changed}
+        moved = [after_by[k] for k in sorted(moved_keys) if k in after_by]
         guests_after = look_at(kube, spec, moved) if moved else {}
         rows = with_guests(rows, guests_before, guests_after)
         reprobes = reprobe_moved(kube, spec, rows, after, guests_after)
@@ -511,10 +718,13 @@ def run_churn(kube: Kube, spec: RolloutSpec, *, reprobe: bool = True) -> ChurnRe
     return ChurnResult(
         wall_s=time.monotonic() - started,
         topology=spec.network.topology,
+        action=c.action,
         rows=rows,
-        migrations=migrations,
+        migrations=moves,
         reprobes=reprobes,
         peak_in_flight=peak,
         capacity_rows=cap_rows,
         capacity_summary=cap_summary,
+        drains=drains,
+        notes=notes,
     )

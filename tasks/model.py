@@ -91,19 +91,38 @@ class VMSnapshot:
 
 
 @dataclass(frozen=True)
-class MigrationResult:
-    """What one VirtualMachineInstanceMigration did."""
+class Downtime:
+    """What a VM that stayed put saw of one move, pinging it (``ping -D``) across it."""
+
+    peer: str = ""  # "ns/vm" that pinged; "" = not measured
+    last_reply_before: str = ""  # ISO-8601 UTC, the guest's clock
+    first_reply_after: str = ""
+    first_reply_ip: str = ""  # which address answered first after the move
+    packets_lost: int | None = None
+    downtime_ms: float | None = None
+    note: str = ""  # why it is missing or incomplete, in words
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """What one move did: a live migration (``migration`` = the VMIM), a restart (``stop/start``) or a
+    drain's eviction (``eviction → <VMIM>``)."""
 
     namespace: str
     vm: str
-    migration: str  # the VMIM name
+    migration: str  # the VMIM name, or how the VM was moved
     phase: str  # Succeeded | Failed | (timeout: the last phase seen)
     source_node: str = ""
     target_node: str = ""
-    started: str = ""  # migrationState.startTimestamp
+    started: str = ""  # migrationState.startTimestamp, or when the tool began the move
     ended: str = ""
     duration_s: float | None = None
     failure_reason: str = ""
+    action: str = "migrate"  # migrate | restart | drain
+    ip_before: str = ""  # the VMI address when the move began ("" = take it from the snapshot)
+    ip_after: str = ""  # ... and when it ended ("" = from the snapshot after)
+    drain_node: str = ""  # the node being drained (action drain)
+    downtime: Downtime = Downtime()
 
 
 @dataclass(frozen=True)
@@ -125,6 +144,16 @@ class ChurnRow:
     guest_ip_after: str = ""
     reachable_after: str = ""  # "yes" / "no" from a peer that did not move, "" = not probed
     cause: str = ""  # why it is not reachable after the move, in words
+    move: int = 1  # the VM's n-th move of this churn (a rolling drain can move a VM more than once)
+    drain_node: str = ""
+    via: str = ""  # the VMIM, "stop/start", or "eviction → <VMIM>"
+    downtime_ms: float | None = None  # from the last reply before to the first after, by a peer's ping -D
+    packets_lost: int | None = None
+    first_reply_ip: str = ""
+    last_reply_before: str = ""
+    first_reply_after: str = ""
+    downtime_peer: str = ""
+    downtime_note: str = ""
 
     @property
     def node_changed(self) -> bool:

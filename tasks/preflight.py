@@ -129,8 +129,46 @@ def required_permissions(spec: RolloutSpec) -> list[Permission]:
     ]
     if spec.generates_credentials():
         perms.append(Permission("create", SECRET, why="the generated console credentials"))
-    _ = (POD, VM_ACTIONS)  # churn actions add their verbs here as they need them
+    return perms + churn_permissions(spec)
+
+
+def churn_permissions(spec: RolloutSpec) -> list[Permission]:
+    """The verbs the spec's churn action needs beyond live migration (checked again before the churn)."""
+    action = spec.churn.action
+    perms: list[Permission] = []
+    if action in ("restart", "drain"):
+        perms += [
+            Permission("get", NODE, why=f"churn {action}: cordon state"),
+            Permission("patch", NODE, why=f"churn {action}: cordon and uncordon nodes (marked, undone)"),
+        ]
+    if action == "restart":
+        perms += [
+            Permission("update", VM_ACTIONS, "stop", why="churn restart: virtctl stop"),
+            Permission("update", VM_ACTIONS, "start", why="churn restart: virtctl start"),
+            Permission("get", VMI, why="churn restart: wait for the VMI to go and come back"),
+        ]
+    if action == "drain":
+        perms += [
+            Permission("list", POD, why="churn drain: find the VMs' virt-launcher pods"),
+            Permission("create", POD, "eviction", why="churn drain: evict the run's virt-launcher pods"),
+        ]
     return perms
+
+
+def check_churn_access(kube: Kube, spec: RolloutSpec) -> None:
+    """Before the churn changes anything: every verb its action needs is allowed (SelfSubjectAccessReview)."""
+    missing = [
+        p.label
+        for p in churn_permissions(spec)
+        if not kube.can_i(
+            p.verb, p.group, p.resource.plural, namespace=p.namespace or None, subresource=p.subresource or None
+        )
+    ]
+    if missing:
+        raise PreflightFailed(
+            f"churn {spec.churn.action} cannot run: not allowed to {', '.join(missing)}",
+            ["grant them (`udn-rollout rbac -f SPEC` prints the role), then rerun — nothing was changed"],
+        )
 
 
 # ---- facts -----------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tasks.cordon import cordoned_by, uncordon
 from tasks.kube import Kube, WaitTimeout
-from tasks.kube.resources import CUDN, LEASE, NAMESPACE, VM, VMIM, Resource
+from tasks.kube.resources import CUDN, LEASE, NAMESPACE, NODE, VM, VMIM, Resource
 from tasks.lock import holder_of, lease_name
 from tasks.orchestration import say, unit
 from tasks.outcome import Artifact, StepResult, TeardownIncomplete
@@ -30,6 +31,7 @@ class TeardownPlan:
     namespaces: list[str] = field(default_factory=list)
     network: str | None = None
     stale_lease: str | None = None  # the run's own Lease, left by a killed run
+    cordons: list[str] = field(default_factory=list)  # nodes an interrupted churn of the run left cordoned
     left_alone: list[str] = field(default_factory=list)  # same names, not this run's: untouched
 
     def lines(self) -> list[str]:
@@ -40,6 +42,7 @@ class TeardownPlan:
             out.append(f"ClusterUserDefinedNetwork {self.network}")
         if self.stale_lease:
             out.append(f"Lease {self.stale_lease}")
+        out += [f"cordon of Node {n} (uncordon)" for n in self.cordons]
         return out
 
 
@@ -127,6 +130,7 @@ def plan(kube: Kube, spec: RolloutSpec) -> TeardownPlan:
         holder = holder_of(lease)
         if holder.run_id == spec.run_id and holder.stale(datetime.now(UTC)):
             p.stale_lease = f"{spec.lock.namespace}/{holder.lease}"
+    p.cordons = sorted(n["metadata"]["name"] for n in kube.list(NODE)[0] if cordoned_by(n) == spec.run_id)
     return p
 
 
@@ -185,6 +189,10 @@ def execute(kube: Kube, spec: RolloutSpec, p: TeardownPlan, *, timeout: float = 
             ns, name = p.stale_lease.split("/", 1)
             if kube.delete(LEASE, name, ns):
                 result.deleted.append(f"Lease {p.stale_lease}")
+            bar.advance()
+        for node in p.cordons:
+            if uncordon(kube, node, spec.run_id):
+                result.deleted.append(f"cordon of Node {node}")
             bar.advance()
     result.wall_s = time.monotonic() - started
     return result

@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 
 from tasks.churn import choose_vms, diff
-from tasks.model import MigrationResult, VMSnapshot
+from tasks.model import Downtime, MoveResult, VMSnapshot
 
 
 def snap(ns: str, vm: str, node: str, ip: str, phase: str = "Running", ips: tuple[str, ...] = ()) -> VMSnapshot:
     return VMSnapshot(ns, vm, node, ip, mac=f"02:00:00:00:00:{len(vm):02x}", phase=phase, ips=ips)
 
 
-def mig(ns: str, vm: str, phase: str = "Succeeded", src: str = "", dst: str = "", **kw) -> MigrationResult:
-    return MigrationResult(ns, vm, f"{vm}-migration", phase, source_node=src, target_node=dst, **kw)
+def mig(ns: str, vm: str, phase: str = "Succeeded", src: str = "", dst: str = "", **kw) -> MoveResult:
+    return MoveResult(ns, vm, f"{vm}-migration", phase, source_node=src, target_node=dst, **kw)
 
 
 def test_layer3_node_change_changes_ip():
@@ -98,12 +98,57 @@ def test_missing_records_and_unfinished_migrations():
     assert r3.node_before == "n3" and r3.ip_before == ""
 
 
-def test_migration_listed_twice_uses_the_last():
+def test_every_move_of_a_vm_is_a_row():
+    """A failed attempt then a success: two rows; the failed one left the VM where it was."""
     before = [snap("a", "vm-1", "n1", "10.1.1.3")]
     after = [snap("a", "vm-1", "n2", "10.1.2.3")]
     migs = [mig("a", "vm-1", "Failed", failure_reason="first try"), mig("a", "vm-1", "Succeeded", duration_s=2)]
-    (row,) = diff(before, after, migs, [("a", "vm-1")])
-    assert row.migration_phase == "Succeeded" and row.failure_reason == ""
+    first, second = diff(before, after, migs, [("a", "vm-1")])
+    assert (first.move, first.migration_phase, first.failure_reason) == (1, "Failed", "first try")
+    assert (first.node_before, first.node_after, first.ip_after) == ("n1", "n1", "10.1.1.3")
+    assert not first.node_changed and not first.ip_changed
+    assert (second.move, second.migration_phase, second.failure_reason) == (2, "Succeeded", "")
+    assert (second.node_before, second.node_after, second.ip_before, second.ip_after) == (
+        "n1",
+        "n2",
+        "10.1.1.3",
+        "10.1.2.3",
+    )
+
+
+def test_a_rolling_drain_moves_a_vm_twice_with_the_address_seen_between():
+    """Drained off n1 to n2, then off n2 to n3 (Layer3: a new address each time); the downtime each peer saw
+    goes with its move."""
+    before = [snap("a", "vm-1", "n1", "10.1.1.3")]
+    after = [snap("a", "vm-1", "n3", "10.1.3.3")]
+    moves = [
+        MoveResult(
+            "a",
+            "vm-1",
+            "eviction → m1",
+            "Succeeded",
+            "n1",
+            "n2",
+            action="drain",
+            drain_node="n1",
+            ip_after="10.1.2.3",
+            downtime=Downtime(peer="a/vm-9", downtime_ms=250.0, packets_lost=1),
+        ),
+        MoveResult(
+            "a", "vm-1", "eviction → m2", "Succeeded", "n2", "n3", action="drain", drain_node="n2", ip_before="10.1.2.3"
+        ),
+    ]
+    one, two = diff(before, after, moves, [("a", "vm-1")])
+    assert (one.node_before, one.node_after, one.ip_before, one.ip_after) == ("n1", "n2", "10.1.1.3", "10.1.2.3")
+    assert (one.drain_node, one.via, one.downtime_ms, one.packets_lost, one.downtime_peer) == (
+        "n1",
+        "eviction → m1",
+        250.0,
+        1,
+        "a/vm-9",
+    )
+    assert (two.node_before, two.node_after, two.ip_before, two.ip_after) == ("n2", "n3", "10.1.2.3", "10.1.3.3")
+    assert (two.move, two.action, two.downtime_ms) == (2, "drain", None)
 
 
 FLEET = [snap(f"ns-{i % 3}", f"vm-{i:02d}", f"n{i % 4}", f"10.0.{i % 4}.{i + 3}") for i in range(40)] + [

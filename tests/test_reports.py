@@ -325,15 +325,61 @@ def test_churn_summary_flags_topology_contradictions():
 def test_churn_markdown_and_frame(tmp_path):
     s = reports.churn_summary(CHURN, "Layer3")
     md = reports.churn_markdown(CHURN, s, "Layer3")
-    assert md.startswith("# Live-migration churn (Layer3)")
+    assert md.startswith("# Churn: live migration (Layer3)")
     assert "| Changed IP | 3 (100 % of moved) |" in md
-    assert "| ns-1 | vm-0 | node-1 | **node-2** | 10.0.0.3 | **10.0.1.9** | — | — | — | Succeeded | 4.0 | — | — |" in md
+    assert (
+        "| ns-1 | vm-0 | migrate | node-1 | **node-2** | 10.0.0.3 | **10.0.1.9** | — | — | — | — | — | — | Succeeded "
+        "| 4.0 | — | — |"
+    ) in md
     assert "**ns-2/vm-30**" in md and "target pod failed" in md
     df = reports.churn_frame(CHURN)
     assert list(df["stale_ip_hazard"]) == [False, False, True, False]
     path = tmp_path / "churn.csv"
     path.write_text(df.to_csv(index=False))
     assert reports.read_churn_csv(path) == CHURN
+
+
+DRAIN = [
+    ChurnRow("ns-1", "vm-0", "node-1", "node-2", "10.0.0.3", "10.0.0.3", "Succeeded", 4.0, action="drain",
+             drain_node="node-1", downtime_ms=420.0, packets_lost=2, first_reply_ip="10.0.0.3", downtime_peer="ns-1/vm-9"),
+    ChurnRow("ns-1", "vm-0", "node-2", "node-3", "10.0.0.3", "10.0.0.3", "Succeeded", 3.0, action="drain", move=2,
+             drain_node="node-2", downtime_ms=610.0, packets_lost=3, first_reply_ip="10.0.0.3"),
+    ChurnRow("ns-1", "vm-1", "node-1", "node-3", "10.0.0.4", "10.0.0.4", "Succeeded", 5.0, action="drain",
+             drain_node="node-1", last_reply_before="2026-12-06T06:00:00.000Z", downtime_note="no reply after the move"),
+]  # fmt: skip
+
+
+def test_drain_downtime_per_move_per_node_and_charts():
+    """Two moves of one VM through a rolling drain are two rows; downtime quantiles per action; a VM silent
+    after its move is a problem; the drains table and the charts by node are there, numbers on the bars."""
+    drains = [
+        {"node": "node-1", "started": "2026-12-06T06:00:00.000Z", "ended": "", "duration_s": 12.5, "vms": 2,
+         "moved": 2, "failed": 0, "cordoned_by_us": True, "note": ""},
+    ]  # fmt: skip
+    s = reports.churn_summary(DRAIN, "Layer2", drains=drains, notes=["a note"])
+    assert (s["vms"], s["moves"], s["actions"]) == (2, 3, ["drain"])
+    (dt,) = s["downtime"]
+    assert (dt["action"], dt["count"], dt["p50"], dt["max"], dt["no_reply_after"], dt["packets_lost"]) == (
+        "drain",
+        2,
+        515.0,
+        610.0,
+        1,
+        5,
+    )
+    assert any("never after it" in p and "ns-1/vm-1" in p for p in s["problems"])
+    assert [(n["node"], n["moves"], n["downtime_max_ms"]) for n in s["by_node"]] == [
+        ("node-1", 2, 420.0),
+        ("node-2", 1, 610.0),
+    ]
+    md = reports.churn_markdown(DRAIN, s, "Layer2")
+    assert md.startswith("# Churn: rolling drain (Layer2)")
+    assert "## Downtime per move" in md and "| Layer2 | drain | 3 | 2 | 515 | " in md
+    assert "## Drains per node" in md and "| node-1 | 2026-12-06T06:00:00.000Z | 12.5 | 2 | 2 | 0 | — |" in md
+    assert "| ns-1 | vm-0 | drain 2 | node-2 | **node-3** |" in md and "- a note" in md
+    html = reports.churn_html(DRAIN, s, "Layer2")
+    assert 'id="chart-moves"' in html and 'id="chart-downtime"' in html and ">610 ms</text>" in html
+    assert 'id="drains"' in html
 
 
 # ---------------------------------------------------------------------------------------------- capacity, preflight

@@ -32,7 +32,7 @@ from tasks.kube import watch as _watch
 from tasks.kube.config import ClusterParams, ClusterTarget
 from tasks.kube.errors import RETRYABLE_STATUS, KubeError
 from tasks.kube.ratelimit import KubeStats, RateLimiter
-from tasks.kube.resources import BY_KIND, SSAR, Resource
+from tasks.kube.resources import BY_KIND, POD, SSAR, Resource
 from tasks.kube.watch import Informer, WatchCounters, WatchEvent, object_key
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,13 @@ class Kube:
             return err.retry_after  # the server said exactly when; jitter would only make it later or early
         return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt)))
 
-    def _retrying(self, what: str, verb: str, attempt_once: Callable[[], Any]) -> Any:
-        """Run one attempt at a time under the limiter and an in-flight slot, retrying what may pass."""
+    def _retrying(
+        self, what: str, verb: str, attempt_once: Callable[[], Any], answers: frozenset[int] = frozenset()
+    ) -> Any:
+        """Run one attempt at a time under the limiter and an in-flight slot, retrying what may pass.
+
+        Statuses in ``answers`` are the server's answer to this very request (an eviction's 429), not
+        a reason to retry: they are raised at once."""
         attempt = 0
         while True:
             waited = self.limiter.acquire()
@@ -133,6 +138,8 @@ class Kube:
                 self.stats.count("connection_errors")
             err.attempts = attempt + 1
             retryable = (err.code == 0 and err.reason == "ConnectionError") or err.code in RETRYABLE_STATUS
+            if err.code in answers:
+                raise err
             if not retryable or attempt >= self.retries:
                 raise err
             delay = self.backoff(attempt, err)
@@ -153,6 +160,7 @@ class Kube:
         content_type: str = "application/json",
         stream: bool = False,
         read_timeout: float | None = None,
+        answers: frozenset[int] = frozenset(),
     ) -> tuple[int, Any]:
         """One logical request with limiter, in-flight slot and retries.
 
@@ -183,7 +191,7 @@ class Kube:
                 return (status, resp) if stream else (status, resp.read())
             raise KubeError.from_response(status, resp.read(), resp.headers)
 
-        result: tuple[int, Any] = self._retrying(f"{method} {path}", verb, once)
+        result: tuple[int, Any] = self._retrying(f"{method} {path}", verb, once, answers)
         return result
 
     def _json(self, method: str, path: str, *, verb: str, **kw: Any) -> Any:
@@ -394,6 +402,28 @@ class Kube:
             "PUT", r.path(self._ns(r, namespace), name, action), verb="update", body=body if body is not None else {}
         )
         return status
+
+    def evict(self, pod: str, namespace: str) -> tuple[int, str]:
+        """Ask to evict a pod (a policy/v1 Eviction, as ``kubectl drain`` does); (status, message).
+
+        201: evicted (the pod is being deleted). 429: not now — a PodDisruptionBudget, or KubeVirt
+        answering that it started a live migration instead (the VMI is marked for evacuation); like
+        kubectl drain, the caller asks again later. 404: the pod is gone. Anything else raises.
+        """
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": namespace},
+        }
+        try:
+            status, _ = self.request(
+                "POST", POD.path(namespace, pod, "eviction"), verb="create", body=body, answers=frozenset({429})
+            )
+        except KubeError as e:
+            if e.code in (404, 429):
+                return e.code, e.message
+            raise
+        return status, "evicted"
 
     def can_i(
         self,

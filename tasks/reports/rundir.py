@@ -47,9 +47,9 @@ FILE_DESCRIPTIONS = {
     "connectivity.html": "heatmaps by namespace and node (open in a browser)",
     "connectivity.csv": "one row per probe",
     "guests.csv": "one row per VM: its VMI address and what its guest holds",
-    "churn.md": "before/after per moved VM and summary",
-    "churn.html": "before/after per VM, highlighted (open in a browser)",
-    "churn.csv": "one row per moved VM",
+    "churn.md": "before/after and downtime per move, drains per node, summary",
+    "churn.html": "the same, highlighted, with charts by node (open in a browser)",
+    "churn.csv": "one row per move",
 }
 _FILE_ORDER = list(FILE_DESCRIPTIONS)
 
@@ -123,8 +123,9 @@ def _render_run(out: Path, state: RunState, secrets: Sequence[str]) -> dict[str,
         derived["connectivity"] = analysis.summary
     if (out / "churn.csv").exists():
         rows = read_churn_csv(out / "churn.csv")
-        topo = (state.churn or {}).get("topology") or spec.get("topology") or ""
-        summary = churn_summary(rows, topo)
+        churn = state.churn or {}
+        topo = churn.get("topology") or spec.get("topology") or ""
+        summary = churn_summary(rows, topo, drains=churn.get("drains") or [], notes=churn.get("notes") or [])
         write_text(out / "churn.md", churn_markdown(rows, summary, topo), secrets)
         write_text(out / "churn.html", churn_html(rows, summary, topo), secrets)
         derived["churn"] = summary

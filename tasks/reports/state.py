@@ -41,6 +41,9 @@ class RunParts:
     plan_coverage: Mapping[str, Any] | None = None
     churn_rows: Sequence[ChurnRow] | None = None
     churn_topology: str | None = None
+    churn_action: str | None = None
+    churn_drains: Sequence[Mapping[str, Any]] | None = None  # tasks.drain.NodeDrain.to_dict()
+    churn_notes: Sequence[str] | None = None
     capacity_rows: Sequence[Mapping[str, Any]] | None = None
     capacity_summary: Mapping[str, Any] | None = None
     headroom_rows: Sequence[Mapping[str, Any]] | None = None
@@ -105,6 +108,13 @@ class RunState(_State):
             self.connectivity = {**(self.connectivity or {}), "planCoverage": jsonable(parts.plan_coverage)}
         if parts.churn_topology is not None:
             self.churn = {**(self.churn or {}), "topology": parts.churn_topology}
+        if parts.churn_action is not None:
+            self.churn = {
+                **(self.churn or {}),
+                "action": parts.churn_action,
+                "drains": jsonable(list(parts.churn_drains or [])),
+                "notes": list(parts.churn_notes or []),
+            }
         if parts.capacity_rows is not None or parts.capacity_summary is not None:
             self.capacity = CapacityState(
                 rows=jsonable(list(parts.capacity_rows or [])),

@@ -565,7 +565,24 @@ class ConnectivitySpec(_Model):
 
 
 class ChurnSpec(_Model):
-    """Which VMs to live-migrate: at most one of fraction, count, selector, drainNode."""
+    """What moves the run's VMs, and which: live migration, a restart (stop/start), or a rolling drain.
+
+    migrate and restart choose VMs by at most one of fraction, count, selector, drainNode; drain moves
+    every VM of the run off each of ``nodes`` in turn.
+    """
+
+    action: Literal["migrate", "restart", "drain"] = Field(
+        "migrate",
+        title="Action",
+        description="migrate: live-migrate the chosen VMs (virtctl migrate). restart: stop and start them "
+        "(virtctl stop/start), each one's node cordoned meanwhile so it comes back elsewhere. drain: cordon "
+        "and drain `nodes` one at a time as an upgrade does; KubeVirt live-migrates the VMs off.",
+    )
+    nodes: Literal["all"] | int | list[str] | None = Field(
+        None,
+        title="Nodes to drain",
+        description="drain only: 'all', a count (the nodes holding most of the run's VMs), or node names.",
+    )
 
     fraction: float | None = Field(
         None,
@@ -595,8 +612,47 @@ class ChurnSpec(_Model):
         le=10_000,
     )
     timeout_seconds: int = Field(
-        900, title="Timeout (s)", description="How long to wait for migrations to finish.", ge=1, le=86_400
+        900,
+        title="Timeout (s)",
+        description="How long to wait for the moves to finish (for drain: per node).",
+        ge=1,
+        le=86_400,
     )
+    downtime: bool = Field(
+        True,
+        title="Measure downtime",
+        description="While each VM moves, a VM that stays pings it over its console (ping -D) and the "
+        "report gives the last reply before, the first after, at which address, and the packets lost.",
+    )
+    ping_interval_seconds: float = Field(
+        0.2, title="Ping interval (s)", description="Interval of the downtime pings.", ge=0.01, le=5
+    )
+    reply_wait_seconds: int = Field(
+        60,
+        title="Reply wait (s)",
+        description="After a move, how long to wait for its first reply before calling it unreachable.",
+        ge=1,
+        le=3600,
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes_valid(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise fail("nodes must be 'all', a count or a list of node names, not true/false")
+        if isinstance(v, int) and v < 1:
+            raise fail(f"nodes must be at least 1 (or 'all'), not {v}")
+        if isinstance(v, list):
+            if not v:
+                raise fail("nodes is an empty list: give node names, a count, or 'all'")
+            for name in v:
+                problem = subdomain_problem(name, "nodes", 253)
+                if problem:
+                    raise fail(problem)
+            if len(set(v)) != len(v):
+                twice = sorted({n for n in v if v.count(n) > 1})
+                raise fail(f"nodes lists {', '.join(twice)} more than once: name each node once")
+        return v
 
     @field_validator("selector")
     @classmethod
@@ -617,6 +673,48 @@ class ChurnSpec(_Model):
     @model_validator(mode="after")
     def _at_most_one(self) -> ChurnSpec:
         chosen = [k for k in ("fraction", "count", "selector", "drain_node") if getattr(self, k) is not None]
+        if self.action == "drain":
+            if chosen:
+                listed = ", ".join(to_camel(k) for k in chosen)
+                raise fail(
+                    f"churn.action drain moves every VM of the run off the drained nodes, so {listed} has no "
+                    "meaning here: remove it, and choose the nodes with churn.nodes",
+                    problems=[
+                        (
+                            to_camel(chosen[0]),
+                            getattr(self, chosen[0]),
+                            f"drain moves every VM of the run off the drained nodes, so {listed} has no meaning "
+                            "here: remove it, and choose the nodes with churn.nodes",
+                        )
+                    ],
+                )
+            if self.nodes is None:
+                raise fail(
+                    "churn.action drain needs churn.nodes: 'all', a count (e.g. 2) or node names "
+                    "(e.g. [worker-1, worker-2])",
+                    problems=[
+                        (
+                            "nodes",
+                            None,
+                            "churn.action drain needs churn.nodes: 'all', a count (e.g. 2) or node names "
+                            "(e.g. [worker-1, worker-2])",
+                        )
+                    ],
+                )
+            return self
+        if self.nodes is not None:
+            raise fail(
+                f"churn.nodes is for action drain, but the action is {self.action}: set churn.action: drain, "
+                "or use drainNode to migrate the VMs of one node",
+                problems=[
+                    (
+                        "nodes",
+                        self.nodes,
+                        f"churn.nodes is for action drain, but the action is {self.action}: set churn.action: "
+                        "drain, or use drainNode to migrate the VMs of one node",
+                    )
+                ],
+            )
         if len(chosen) > 1:
             names = [to_camel(k) for k in chosen]
             raise fail(
