@@ -11,6 +11,7 @@ from flows.fanout import fanout
 from flows.preflight import preflight
 from flows.provision import provision
 from flows.teardown import teardown
+from tasks.connectivity import launch_canary
 from tasks.history import remember
 from tasks.kube import ClusterParams, connect
 from tasks.lock import run_lock
@@ -40,8 +41,11 @@ def rollout(
     started = time.monotonic()
     result = RolloutResult(run_id=spec.run_id, reports=str(run_dir(spec.run_id, reports_dir)))
     preflight(spec, cluster, reports_dir)
-    with run_lock(connect(cluster, spec.api), spec):
+    kube = connect(cluster, spec.api)
+    with run_lock(kube, spec):
         provision(spec, cluster, skip_preflight=True, reports_dir=reports_dir)
+        if ping and spec.connectivity.mode != "off" and spec.connectivity.isolation_canary:
+            launch_canary(kube, spec)  # it boots alongside the fleet, so the ping step need not wait for it
         result.fanout = result.keep_going(lambda: fanout(spec, cluster, reports_dir))
         if ping and spec.connectivity.mode != "off":
             result.connectivity = result.keep_going(lambda: connectivity(spec, cluster, reports_dir))

@@ -335,12 +335,17 @@ def endpoints(kube: Kube, spec: RolloutSpec) -> tuple[list[VMEndpoint], list[str
 
 
 @unit("start isolation canary")
+def launch_canary(kube: Kube, spec: RolloutSpec) -> None:
+    """Create the isolation canary (its namespace and VM) without waiting for it: a rollout launches it
+    before the fan-out so that it boots alongside the fleet. Idempotent."""
+    kube.create_or_get(render_canary_namespace(spec))
+    kube.create_or_get(render_canary_vm(spec))
+
+
 def start_canary(kube: Kube, spec: RolloutSpec, timeout: float = 600) -> Target | None:
     """A VM in a namespace the network does not select: on the default network, it must stay unreachable."""
-    kube.create_or_get(render_canary_namespace(spec))
-    vm = render_canary_vm(spec)
-    kube.create_or_get(vm)
-    ns = vm["metadata"]["namespace"]
+    launch_canary(kube, spec)
+    ns = spec.scope().canary_namespace
 
     def running(obj: dict[str, Any] | None) -> bool:
         st = (obj or {}).get("status") or {}
@@ -497,7 +502,20 @@ def run_connectivity(kube: Kube, spec: RolloutSpec) -> ConnectivityResult:
         f"probing {len(plan.probes)} pairs from {sources} VMs ({plan.mode}) over their serial consoles, "
         f"at most {c.max_sessions} sessions at once" + (", with an isolation canary" if c.isolation_canary else "")
     )
-    canary = start_canary(kube, spec) if c.isolation_canary else None
+    canary = None
+    if c.isolation_canary:
+        t0 = time.monotonic()
+        vmi = kube.get(VMI, CANARY_VM, spec.scope().canary_namespace)
+        if ((vmi or {}).get("status") or {}).get("phase") != "Running":
+            say(
+                f"waiting for the isolation canary VM in {spec.scope().canary_namespace} to run (it must stay unreachable)"
+            )
+        canary = start_canary(kube, spec)
+        waited = time.monotonic() - t0
+        if canary is None:
+            say("the isolation canary did not start within 600s: isolation is not probed")
+        elif waited >= 2:
+            say(f"isolation canary running at {canary.ip} after {waited:.0f}s")
     try:
         if canary is not None:
             plan = plan.extended(plan_isolation(eps, [canary], per_source=1, seed=0))

@@ -420,7 +420,7 @@ def _heatmap(cells: Mapping[tuple[str, str], _Cell], by: str, label: str) -> dic
                 + (f"\nmedian RTT {rtt:.2f} ms" if not math.isnan(rtt) else "\nno reply: no RTT")
             )
             if size == "l":  # loss with its unit, and the round trip, readable without hovering
-                text = "err" if isnan(loss) else f"{loss:.0f} %"
+                text = "unsent" if isnan(loss) else f"{loss:.0f} %"
                 sub_text = "" if math.isnan(rtt) else f"{rtt:.1f} ms"
             else:
                 text, sub_text = "", ""
