@@ -37,6 +37,7 @@ SCENARIOS: dict[str, str] = {
     "ansible": "bench.ansible_k8s",
     "connectivity": "bench.connectivity",
     "churn": "bench.churn",
+    "churn-actions": "bench.churn_actions",
     "rollout": "bench.rollout",
     "server": "bench.server_throughput",
     "commands": "bench.commands",

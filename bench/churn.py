@@ -164,7 +164,8 @@ def topology_run(cluster: Any, topology: str, vms: int, index: int, out_root: Pa
     setup_s = time.perf_counter() - t0
     print(f"  {topology}: {fo.ready} VMs up in {setup_s:.1f} s (setup)", flush=True)
     pid = server_pid(cluster)
-    spec = spec.model_copy(update={"churn": ChurnSpec(fraction=0.2)})
+    # migration throughput: the downtime pings (bench/churn_actions.py measures them) stay off here
+    spec = spec.model_copy(update={"churn": ChurnSpec(fraction=0.2, downtime=False)})
     set_limits(kube, *DEFAULT_LIMITS)
     default = churn_round(kube, spec, pid=pid)
     print(
