@@ -39,6 +39,8 @@ SCENARIOS: dict[str, str] = {
     "churn": "bench.churn",
     "churn-actions": "bench.churn_actions",
     "rollout": "bench.rollout",
+    "rollout-25k": "bench.rollout_25k",
+    "bound": "bench.bound",
     "server": "bench.server_throughput",
     "commands": "bench.commands",
     "history": "bench.history",

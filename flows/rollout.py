@@ -17,7 +17,7 @@ from tasks.kube import ClusterParams, connect
 from tasks.lock import run_lock
 from tasks.orchestration import say, step
 from tasks.reports.publish import report, run_dir
-from tasks.rollout import RolloutResult
+from tasks.rollout import RolloutResult, cluster_bound
 from tasks.spec import RolloutSpec, load_spec
 
 
@@ -52,6 +52,7 @@ def rollout(
         if churn:
             result.churn = result.keep_going(lambda: churn_step(spec, cluster, reports_dir=reports_dir, record=False))
     result.wall_s = time.monotonic() - started
+    result.bound = cluster_bound(kube, result, spec.connectivity.ping_count)
     try:
         return report(spec, result, reports_dir=reports_dir)
     finally:

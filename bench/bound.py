@@ -1,0 +1,27 @@
+"""Rollout time against the cluster's own bound (issue 20): the realistic profile (virt-controller and
+virt-handler client rate limits, 10–30 s starts, seconds-long migrations), 1,000 and 10,000 VMs, Layer2.
+
+    uv run python -m bench bound [--quick]
+
+Each rollout runs as bench/rollout.py runs it; the rollout computes its bound (`tasks.bound`: start rate
+from the KubeVirt CR's rate limits, this run's fastest start and migration, the pings' own pacing) and
+records the ratio in run.json. Target: wall / bound ≤ 1.15. Quick: 200 VMs, realistic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import rollout
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    runs = [rollout.run(True, profile="realistic")] if quick else [
+        rollout.run(scale="1k", profile="realistic"),
+        rollout.run(scale="10k-l2", profile="realistic"),
+    ]  # fmt: skip
+    return {
+        "scenario": "bound",
+        "runs": runs,
+        "figures": [f for r in runs for f in r["figures"] if "bound" in f["name"]],
+    }

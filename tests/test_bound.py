@@ -1,0 +1,45 @@
+"""The cluster's bound on a rollout (issue 20): each term by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.bound import churn_bound, fanout_bound, kubevirt_rates, probes_bound, rollout_bound, start_rate
+
+
+def test_start_rate_is_the_slower_of_virt_controller_and_all_handlers() -> None:
+    assert start_rate(10, 200, 5) == pytest.approx(10 * 5 / 3)  # handlers bind: 16.7 VMs/s
+    assert start_rate(100, 200, 5) == pytest.approx(200 / 6)  # virt-controller binds: 33.3 VMs/s
+
+
+def test_fanout_probes_and_churn_terms() -> None:
+    assert fanout_bound(1001, 12.0, 20.0) == pytest.approx(12.0 + 50.0)
+    assert fanout_bound(0, 12.0, 20.0) == 0.0
+    assert probes_bound({"a/vm-1": 8, "a/vm-2": 9}, count=3) == 18.0  # 9 probes × 2 s of pacing
+    # 12 moves at 5 per cluster → 3 waves, but one node holds 6 at 1 outbound → 6 waves of 4 s
+    assert churn_bound({"n1": 6, "n2": 6}, per_cluster=5, per_node=1, fastest_move_s=4.0) == 24.0
+    assert churn_bound({}, 5, 1, 4.0) == 0.0
+
+
+def test_rates_from_the_kubevirt_cr_and_its_version_defaults() -> None:
+    assert kubevirt_rates(None) == (200.0, 5.0)
+    assert kubevirt_rates({"status": {"observedKubeVirtVersion": "v1.7.0"}}) == (200.0, 50.0)
+    cr = {
+        "spec": {
+            "configuration": {
+                "controllerConfiguration": {"restClient": {"rateLimiter": {"tokenBucketRateLimiter": {"qps": 400}}}}
+            }
+        }
+    }
+    assert kubevirt_rates(cr) == (400.0, 5.0)
+
+
+def test_rollout_bound_adds_the_runbook_steps() -> None:
+    b = rollout_bound(
+        vms=101, nodes=10, fastest_start_s=10.0, probes_per_source=[4, 4], ping_count=3,
+        moves_per_source_node={"n1": 10}, per_cluster=5, per_node=2, fastest_move_s=3.0,
+    )  # fmt: skip
+    assert b.fanout_s == pytest.approx(10.0 + 100 / (10 * 5 / 3))
+    assert (b.probes_s, b.churn_s) == (8.0, 15.0)
+    assert b.total_s == pytest.approx(b.fanout_s + 23.0)
+    assert "fastest create→Ready 10.0s" in b.notes[1]
