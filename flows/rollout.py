@@ -52,7 +52,8 @@ def rollout(
         if churn:
             result.churn = result.keep_going(lambda: churn_step(spec, cluster, reports_dir=reports_dir, record=False))
     result.wall_s = time.monotonic() - started
-    result.bound = cluster_bound(kube, result, spec.connectivity.ping_count)
+    c = spec.connectivity
+    result.bound = cluster_bound(kube, result, c.ping_count, c.ping_interval_seconds)
     try:
         return report(spec, result, reports_dir=reports_dir)
     finally:

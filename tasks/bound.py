@@ -113,6 +113,7 @@ def rollout_bound(
     handler_qps: float = DEFAULT_HANDLER_QPS,
     probes_per_source: Mapping[str, int] | Sequence[int] = (),
     ping_count: int = 3,
+    ping_interval: float = 1.0,
     moves_per_source_node: Mapping[str, int] | None = None,
     per_cluster: int = 5,
     per_node: int = 2,
@@ -126,7 +127,7 @@ def rollout_bound(
     ]
     return Bound(
         fanout_bound(vms, fastest_start_s, rate),
-        probes_bound(probes_per_source, ping_count),
+        probes_bound(probes_per_source, ping_count, ping_interval),
         churn_bound(moves_per_source_node or {}, per_cluster, per_node, fastest_move_s),
         rate,
         tuple(notes),

@@ -427,6 +427,7 @@ def reprobe_moved(
         run_credentials(kube, spec),
         ping_count=c.ping_count,
         ping_timeout=c.ping_timeout_seconds,
+        ping_interval=c.ping_interval_seconds,
         max_sessions=c.max_sessions,
     )
     return explain(results, views, spec.network.topology)

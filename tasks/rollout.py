@@ -84,7 +84,7 @@ class RolloutResult(StepResult):
         return RunParts(title=f"Rollout {self.run_id}")
 
 
-def cluster_bound(kube: Kube, result: RolloutResult, ping_count: int) -> Bound | None:
+def cluster_bound(kube: Kube, result: RolloutResult, ping_count: int, ping_interval: float = 1.0) -> Bound | None:
     """The rollout's lower bound on this cluster (:mod:`tasks.bound`), from the KubeVirt CR and what the
     run's steps observed; None without a fan-out to learn the start latency from."""
     fan = result.fanout
@@ -121,6 +121,7 @@ def cluster_bound(kube: Kube, result: RolloutResult, ping_count: int) -> Bound |
         handler_qps=handler_qps,
         probes_per_source=probes,
         ping_count=ping_count,
+        ping_interval=ping_interval,
         moves_per_source_node=moves,
         per_cluster=per_cluster,
         per_node=per_node,

@@ -547,6 +547,14 @@ class ConnectivitySpec(_Model):
     )
     ping_count: int = Field(3, title="Pings per probe", description="ping -c.", ge=1, le=100)
     ping_timeout_seconds: int = Field(2, title="Ping timeout (s)", description="ping -W.", ge=1, le=60)
+    ping_interval_seconds: float = Field(
+        0.2,
+        title="Ping interval (s)",
+        description="ping -i: 0.2 s (the smallest iputils allows a user who is not root) makes a 3-ping probe "
+        "take 0.4 s instead of 2 s; 1 is ping's own default.",
+        ge=0.2,
+        le=10,
+    )
     max_sessions: int = Field(
         32, title="Max console sessions", description="Serial console sessions open at once.", ge=1, le=10_000
     )
