@@ -526,7 +526,7 @@ class ChurnResult(StepResult):
         f = self.figures()
         if f["downtime_measured"]:
             head += (
-                f"\ndowntime as a peer saw it ({f['downtime_measured']} moves): P50 {f['downtime_p50_ms']:.0f} ms, "
+                f"\ndowntime as a peer saw it ({f['downtime_measured']} move{'s' if f['downtime_measured'] != 1 else ''}): P50 {f['downtime_p50_ms']:.0f} ms, "
                 f"P95 {f['downtime_p95_ms']:.0f} ms, max {f['downtime_max_ms']:.0f} ms"
             )
         for d in self.drains:

@@ -106,13 +106,10 @@ def cluster_bound(kube: Kube, result: RolloutResult, ping_count: int, ping_inter
             continue
         key = f"{p.src_namespace}/{p.src_vm}"
         probes[key] = probes.get(key, 0) + 1
-    moves: dict[str, int] = {}
-    durations = []
+    moves: dict[str, list[float]] = {}
     for r in result.churn.rows if result.churn else []:
-        if r.migration_phase == "Succeeded" and r.node_changed:
-            moves[r.node_before] = moves.get(r.node_before, 0) + 1
-            if r.duration_s:
-                durations.append(r.duration_s)
+        if r.migration_phase == "Succeeded" and r.node_changed and r.duration_s:
+            moves.setdefault(r.node_before, []).append(r.duration_s)
     return rollout_bound(
         vms=len(fan.records),
         nodes=len(nodes),
@@ -122,8 +119,7 @@ def cluster_bound(kube: Kube, result: RolloutResult, ping_count: int, ping_inter
         probes_per_source=probes,
         ping_count=ping_count,
         ping_interval=ping_interval,
-        moves_per_source_node=moves,
+        migrations_per_source_node=moves,
         per_cluster=per_cluster,
         per_node=per_node,
-        fastest_move_s=min(durations, default=0.0),
     )

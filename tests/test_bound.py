@@ -16,9 +16,10 @@ def test_fanout_probes_and_churn_terms() -> None:
     assert fanout_bound(1001, 12.0, 20.0) == pytest.approx(12.0 + 50.0)
     assert fanout_bound(0, 12.0, 20.0) == 0.0
     assert probes_bound({"a/vm-1": 8, "a/vm-2": 9}, count=3) == 18.0  # 9 probes × 2 s of pacing
-    # 12 moves at 5 per cluster → 3 waves, but one node holds 6 at 1 outbound → 6 waves of 4 s
-    assert churn_bound({"n1": 6, "n2": 6}, per_cluster=5, per_node=1, fastest_move_s=4.0) == 24.0
-    assert churn_bound({}, 5, 1, 4.0) == 0.0
+    # 12 migrations of 4 s: 48 s of work over 5 slots = 9.6 s, but n1's 6 leave one at a time = 24 s
+    assert churn_bound({"n1": [4.0] * 6, "n2": [4.0] * 6}, per_cluster=5, per_node=1) == 24.0
+    assert churn_bound({"n1": [4.0, 30.0]}, per_cluster=5, per_node=5) == 30.0  # the longest one
+    assert churn_bound({}, 5, 1) == 0.0
 
 
 def test_rates_from_the_kubevirt_cr_and_its_version_defaults() -> None:
@@ -37,7 +38,7 @@ def test_rates_from_the_kubevirt_cr_and_its_version_defaults() -> None:
 def test_rollout_bound_adds_the_runbook_steps() -> None:
     b = rollout_bound(
         vms=101, nodes=10, fastest_start_s=10.0, probes_per_source=[4, 4], ping_count=3,
-        moves_per_source_node={"n1": 10}, per_cluster=5, per_node=2, fastest_move_s=3.0,
+        migrations_per_source_node={"n1": [3.0] * 10}, per_cluster=5, per_node=2,
     )  # fmt: skip
     assert b.fanout_s == pytest.approx(10.0 + 100 / (10 * 5 / 3))
     assert (b.probes_s, b.churn_s) == (8.0, 15.0)
