@@ -377,11 +377,30 @@ def _api(env: Mapping[str, str], method: str, path: str, body: object | None = N
         return json.loads(r.read() or b"null")
 
 
+def _forget_artifacts(env: Mapping[str, str], run_id: str) -> None:
+    """Delete the artifacts of a run's flow runs. The Prefect database outlives the test (CI's PostgreSQL
+    is shared by the deployment test, which reads some artifacts by key across all runs)."""
+    runs = _api(env, "POST", "/flow_runs/filter", {"flow_runs": {"tags": {"all_": [f"run:{run_id}"]}}})
+    ids = [r["id"] for r in runs]  # type: ignore[union-attr]
+    while ids:  # a page at a time
+        page = _api(env, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": ids}}})
+        if not page:
+            break
+        for a in page:  # type: ignore[union-attr]
+            _api(env, "DELETE", f"/artifacts/{a['id']}")
+
+
 @pytest.mark.slow
 def test_fleet_through_a_process_pool_and_two_workers(prefect_server: dict[str, str], tmp_path: Path) -> None:
-    env = prefect_server
-    pool = f"fleet-test-{uuid.uuid4().hex[:6]}"  # its own pool: no run of another test or an earlier one is in it
     run_id = f"fleet-{uuid.uuid4().hex[:6]}"
+    try:
+        _fleet_through_a_process_pool(prefect_server, tmp_path, run_id)
+    finally:
+        _forget_artifacts(prefect_server, run_id)
+
+
+def _fleet_through_a_process_pool(env: dict[str, str], tmp_path: Path, run_id: str) -> None:
+    pool = f"fleet-test-{uuid.uuid4().hex[:6]}"  # its own pool: no run of another test or an earlier one is in it
     _run([*_prefect_cmd(), "work-pool", "create", pool, "--type", "process"], env)
     project = (
         (REPO / "prefect.yaml").read_text().replace("work_pool: {name: udn-rollout,", f"work_pool: {{name: {pool},")
