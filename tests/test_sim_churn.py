@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -526,6 +527,31 @@ def test_ping_timestamps_and_outstanding_replies() -> None:
             r"\^C\r\n--- 10\.128\.0\.6 ping statistics ---\r\n\d+ packets transmitted, \d+ received, .*?"
             r"time \d+ms\r\nrtt min/avg/max/mdev = 0\.300/0\.300/0\.300/0\.000 ms\r\n\[fedora@vm1 ~\]\$ "
         )
+
+    run_guest(body)
+
+
+def test_ctrl_c_after_the_loop_fell_behind_prints_what_came_before_it() -> None:
+    """A ping whose event loop stalled (the simulator busy elsewhere) still sends every request it owed
+    before the ^C arrived, in guest time, and the ^C echo follows them, as on a guest that never stalled."""
+
+    async def body() -> None:
+        net = FakeNet()
+        net.replies[PEER] = 0.3
+        c = GuestConsole(net, time_scale=0.01)
+        await c.login()
+        await c.send(f"ping -D -i 0.2 {PEER}\n")
+        await c.expect("icmp_seq=2 ")
+        time.sleep(0.05)  # the loop stalls: 5 s of guest time pass without the ping running
+        await c.send(b"\x03")
+        m = await c.expect(
+            r"ms\r\n\^C\r\n--- 10\.128\.0\.6 ping statistics ---\r\n(\d+) packets transmitted, (\d+) received"
+        )
+        assert int(m.group(1)) >= 25
+        seqs = [int(x) for x in re.findall(r"icmp_seq=(\d+)", c.text)]
+        assert seqs == list(range(1, len(seqs) + 1))
+        stamps = [t for t, _ in stamped(c.text)]
+        assert all(abs((b - a) - 0.2) < 1e-3 for a, b in itertools.pairwise(stamps))
 
     run_guest(body)
 

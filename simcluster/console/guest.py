@@ -110,6 +110,10 @@ class _Proc:
         """A job is only ever cancelled for SIGINT (Ctrl-C) or because the guest stopped."""
         return not self.term.closed
 
+    def acknowledge_interrupt(self) -> None:
+        """The program has written what came before the SIGINT: the typed ^C is echoed now."""
+        self.term._ack_interrupt()
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) * self.term._cfg.time_scale)
 
@@ -130,6 +134,7 @@ class GuestTerminal:
         "_echo_on",
         "_esc",
         "_failures",
+        "_intr_echo",
         "_job",
         "_job_started",
         "_last_iface",
@@ -161,6 +166,7 @@ class GuestTerminal:
         self._job: asyncio.Task[None] | None = None
         self._job_started = False
         self._sigint = False
+        self._intr_echo = False  # a ^C whose echo waits until the job took the signal
         self._esc = 0
         self._echo_on = True
         self._cols, self._rows = 80, 24
@@ -261,7 +267,11 @@ class GuestTerminal:
         echo = self._echo_on
         for b in data:
             if b == 0x03:  # VINTR
-                if echo:
+                if echo and self._job is not None and not self._sigint:
+                    # echoed when the job takes the signal: a program whose loop fell behind real time
+                    # first prints what happened before the ^C (see _ack_interrupt)
+                    self._intr_echo = True
+                elif echo:
                     self._raw(b"^C")
                 self._pending.clear()
                 self._interrupt()
@@ -302,6 +312,12 @@ class GuestTerminal:
                 job.cancel()
             else:
                 asyncio.get_running_loop().call_soon(self._deliver_sigint, job)
+
+    def _ack_interrupt(self) -> None:
+        """The foreground job took SIGINT: the ^C typed for it is echoed now."""
+        if self._intr_echo:
+            self._intr_echo = False
+            self._raw(b"^C")
 
     def _deliver_sigint(self, job: asyncio.Task[None]) -> None:
         if self._job is job and not job.done():
@@ -592,6 +608,7 @@ class GuestTerminal:
                     break
                 finally:
                     pending = None
+                    self._ack_interrupt()
                 self._sigint = False
             if self._stop_list or i >= len(commands):
                 break
@@ -645,6 +662,7 @@ class GuestTerminal:
             self._out(f"{self._bash() if self._shells else 'bash'}: internal error: {exc!r}\n")
             self._prompt()
         finally:
+            self._ack_interrupt()
             self._job = None
             self._sigint = False
         if self.closed:

@@ -293,6 +293,7 @@ async def run_ping(o: PingOptions, host: PingHost) -> int:
     exit_at: float | None = None
     deadline_at = float(o.deadline) if o.deadline else None
     arp_until: float | None = None
+    interrupted_at: float | None = None
 
     while True:
         can_send = o.count is None or ntrans < o.count or deadline_at is not None
@@ -306,20 +307,27 @@ async def run_ping(o: PingOptions, host: PingHost) -> int:
             )
             if x is not None
         )
-        delay = start + t_next * scale - loop.time()
-        try:
-            # A reply due within a millisecond of real time is read without giving the loop a turn:
-            # the event loop's timer granularity must not widen the window in which a Ctrl-C
-            # catches a request "in flight" beyond what the scaled RTT is.
-            if delay > 0.001 or not events or t_next != events[0][0]:
-                await asyncio.sleep(max(0.0, delay))
-        except asyncio.CancelledError:
-            if not host.interrupted():
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            break
+        if interrupted_at is not None:
+            # SIGINT came at guest time `interrupted_at`: whatever was due before it happened (a loop
+            # that fell behind real time catches up now), nothing after it does
+            if t_next > interrupted_at:
+                break
+        else:
+            delay = start + t_next * scale - loop.time()
+            try:
+                # A reply due within a millisecond of real time is read without giving the loop a turn:
+                # the event loop's timer granularity must not widen the window in which a Ctrl-C
+                # catches a request "in flight" beyond what the scaled RTT is.
+                if delay > 0.001 or not events or t_next != events[0][0]:
+                    await asyncio.sleep(max(0.0, delay))
+            except asyncio.CancelledError:
+                if not host.interrupted():
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                interrupted_at = (loop.time() - start) / scale
+                continue
         t = t_next
         if (deadline_at is not None and t >= deadline_at) or (exit_at is not None and t >= exit_at):
             break
@@ -370,6 +378,9 @@ async def run_ping(o: PingOptions, host: PingHost) -> int:
                 # iputils: two max RTTs (at least one interval) after a reply, else the linger time
                 exit_at = t + (max(2 * max(rtts) / 1e6, interval) if nrecv else o.linger)
 
+    ack = getattr(host, "acknowledge_interrupt", None)
+    if interrupted_at is not None and ack is not None:
+        ack()  # the ^C echo follows what was printed before it
     host.out(f"\n--- {name} ping statistics ---\n")
     line = f"{ntrans} packets transmitted, {nrecv} received"
     if nerr:
