@@ -415,6 +415,24 @@ def test_evacuation_stays_within_the_migration_limits_and_backs_off_after_a_fail
         wait_for(lambda: cl.vmi(ns2, "f")["status"]["nodeName"] != "worker-1", what="evacuated after the back-off")
 
 
+def test_the_deprecated_drain_taint_evacuates_without_evictions() -> None:
+    """A node tainted kubevirt.io/drain:NoSchedule has all its migratable VMIs moved (evacuation.go
+    nodeHasTaint), with the same migrations; nothing is marked."""
+    with SimCluster(config=ClusterConfig(nodes=2, profile="fast")) as sim:
+        cl = Cluster(sim)
+        ns = cl.network("Layer2", "10.71.0.0/16")
+        on_node(cl, ns, ["t1", "t2"], "worker-0")
+        cordoned(cl, "worker-0")
+        cl.core.patch_node("worker-0", {"spec": {"taints": [{"key": "kubevirt.io/drain", "effect": "NoSchedule"}]}})
+        for name in ("t1", "t2"):
+            moved = wait_for(lambda n=name: (v := cl.vmi(ns, n))["status"]["nodeName"] == "worker-1" and v, what=name)
+            assert "evacuationNodeName" not in moved["status"]
+        assert sorted(
+            (m["spec"]["vmiName"], m["metadata"]["annotations"]["kubevirt.io/evacuationMigration"])
+            for m in migrations(cl, ns)
+        ) == [("t1", "worker-0"), ("t2", "worker-0")]
+
+
 # ---- kubectl drain and cordon ------------------------------------------------------------------------
 @pytest.mark.kubectl
 def test_kubectl_drain_migrates_every_vm_off_the_node() -> None:
