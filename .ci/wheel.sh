@@ -8,8 +8,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 uv build --wheel --out-dir "$work/dist" >/dev/null
 wheel="$(ls "$work"/dist/*.whl)"
+# List once into a file: `zipfile -l | grep -q` fails under pipefail when grep stops reading early.
+python3 -m zipfile -l "$wheel" >"$work/listing"
 for needed in manifests/virtualmachine.yaml.j2 manifests/canary-vm.yaml.j2 reports/templates/connectivity.html.j2; do
-  python3 -m zipfile -l "$wheel" | grep -q " *$needed" || { echo "wheel lacks $needed" >&2; exit 1; }
+  grep -q " *$needed" "$work/listing" || { echo "wheel lacks $needed" >&2; exit 1; }
 done
 uv venv --quiet --python 3.11 "$work/venv"
 VIRTUAL_ENV="$work/venv" uv pip install --quiet "$wheel"
