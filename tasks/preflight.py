@@ -107,9 +107,11 @@ def required_permissions(spec: RolloutSpec) -> list[Permission]:
         Permission("list", NAD, why="find existing primary networks"),
         Permission("create", VM, why="fan-out"),
         Permission("list", VM, why="resume"),
+        Permission("get", VM, why="the isolation canary, launched before the fan-out and found again"),
         Permission("watch", VM, why="readiness by watch"),
         Permission("delete", VM, why="teardown"),
         Permission("list", VMI, why="the probe plan and churn snapshots"),
+        Permission("get", VMI, why="the isolation canary's state and a restarted VM's return"),
         Permission("watch", VMI, why="readiness by watch"),
         Permission("create", VMIM, why="churn"),
         Permission("list", VMIM, why="teardown"),
@@ -145,7 +147,6 @@ def churn_permissions(spec: RolloutSpec) -> list[Permission]:
         perms += [
             Permission("update", VM_ACTIONS, "stop", why="churn restart: virtctl stop"),
             Permission("update", VM_ACTIONS, "start", why="churn restart: virtctl start"),
-            Permission("get", VMI, why="churn restart: wait for the VMI to go and come back"),
         ]
     if action == "drain":
         perms += [

@@ -165,17 +165,3 @@ def reports_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Reports of a test go to its own directory."""
     monkeypatch.setenv("UDN_ROLLOUT_REPORTS", str(tmp_path / "reports"))
     return tmp_path / "reports"
-
-
-#: Test files that share something outside the test process: the PostgreSQL database of the Prefect server
-#: they start (deployments, work pools and artifacts by key), so they must not run at the same time.
-SHARED_GROUPS = {"test_deployments": "prefect-postgres", "test_fleet": "prefect-postgres"}
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (pyproject's addopts: two workers, ``--dist loadgroup``) a test file stays on one
-    worker, so its module-scoped simulated cluster starts once; files in one of ``SHARED_GROUPS`` share a
-    worker, so they run one after the other."""
-    for item in items:
-        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(module, module)))

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,9 +75,10 @@ def test_deploy_trigger_and_worker_run(prefect_server: dict[str, str], tmp_path:
     scheduled = by_name["rollout-scheduled"]
     assert scheduled["schedules"] and scheduled["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
 
+    run_id = f"deploy-{uuid.uuid4().hex[:6]}"  # a database kept between local runs holds older runs
     with SimCluster(config=ClusterConfig(nodes=3, profile="fast"), isolated=True, workdir=tmp_path) as sim:
         spec = {
-            "runId": "deploy-test",
+            "runId": run_id,
             "network": {"name": "udn-deploy-test", "topology": "Layer2", "subnets": [{"cidr": "10.231.0.0/16"}]},
             "namespaces": {"names": ["deploy-a", "deploy-b"]},
             "vms": {"perNamespace": 2},
@@ -91,18 +93,13 @@ def test_deploy_trigger_and_worker_run(prefect_server: dict[str, str], tmp_path:
         _run([*_prefect_cmd(), "worker", "start", "--pool", "udn-rollout", "--run-once"], env, timeout=400)
         state = _api(env, "GET", f"/flow_runs/{run['id']}")["state"]
         assert state["type"] == "COMPLETED", state
-        artifacts = _api(env, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}})
-        subflow_runs = (
-            _api(env, "POST", "/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [run["id"]]}}}) or []
-        )
-        keys = {a["key"] for a in artifacts}
-        for sub in subflow_runs:
-            keys |= {
-                a["key"]
-                for a in _api(env, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [sub["id"]]}}})
-            }
-        keys |= {a["key"] for a in _api(env, "POST", "/artifacts/filter", {}) if a.get("key")}
-        assert {"preflight", "vm-inventory", "vm-latency", "connectivity", "churn"} <= keys, keys
-        inventory = next(a for a in _api(env, "POST", "/artifacts/filter", {}) if a.get("key") == "vm-inventory")
+        # This run's artifacts only: the deployment's flow run and its steps' subflows (tagged with the run id).
+        steps = _api(env, "POST", "/flow_runs/filter", {"flow_runs": {"tags": {"all_": [f"run:{run_id}"]}}})
+        assert len(steps) >= 5, [r["name"] for r in steps]
+        ids = [run["id"], *(r["id"] for r in steps)]
+        artifacts = _api(env, "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": ids}}})
+        by_key = {a["key"]: a for a in artifacts if a.get("key")}
+        assert {"preflight", "vm-inventory", "vm-latency", "connectivity", "churn"} <= set(by_key), set(by_key)
+        inventory = by_key["vm-inventory"]
         rows = json.loads(inventory["data"]) if isinstance(inventory["data"], str) else inventory["data"]
         assert len(rows) == 4 and all(r["ready"] in (True, "True", "true") for r in rows)

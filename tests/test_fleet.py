@@ -356,6 +356,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     db = os.environ.get("UDN_ROLLOUT_TEST_PREFECT_DB")
     if os.environ.get("CI") and not db:
         pytest.fail("CI must provide UDN_ROLLOUT_TEST_PREFECT_DB (see .ci/postgres.sh)")
+    if db:  # a database of its own (.ci/postgres.sh creates it): test_deployments may run at the same time
+        db = f"{db.rsplit('/', 1)[0]}/prefect_fleet_test"
     with start_prefect_server(home, db) as env:
         yield {**env, "UDN_ROLLOUT_REPORTS": str(home / "reports")}
 
