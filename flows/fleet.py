@@ -1,101 +1,40 @@
-"""Fleet: the same rollout on several clusters at once — each cluster its own run, with its own lock
-(the Lease in that cluster), its own reports and its own exit status — and one summary of them all.
-
-Where each cluster's run goes:
-
-* without a Prefect API: a thread per cluster in this process (the command line's
-  ``rollout --context A --context B``);
-* with one (``PREFECT_API_URL``), from the command line or ``udn-rollout serve``: a Prefect task per
-  cluster carrying the cluster's run as a subflow, ``<run-id> · rollout · <cluster>``, tagged
-  ``cluster:<cluster>``, all in this process;
-* from the ``rollout-fleet`` deployment (``member_deployment`` set): each cluster's run is a flow run of
-  the ``rollout-cluster`` deployment, sent to its work pool with ``run_deployment``, so the pool's workers
-  share the clusters out; this flow run waits for them and reads each outcome back.
-
-One cluster failing never stops the others. The fleet's exit status is 0 when every cluster passed,
-otherwise the highest of the clusters' codes. See :mod:`tasks.fleet` for the checks made before any
-cluster is touched and for the reports' layout.
+"""Fleet: the same rollout on several clusters at once, each cluster its own run (its own Lease, reports
+and exit status), then one summary. Threads without a Prefect API; Prefect tasks carrying subflows with
+one; flow runs of the ``rollout-cluster`` deployment sent to the work pool when ``member_deployment`` is
+set. One cluster failing never stops the others; exit 0 when all passed, else the highest code. The
+checks made before any cluster is touched and the reports' layout: :mod:`tasks.fleet`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, ParamSpec, TypeVar
 
-from tasks.artifacts import publish_markdown, publish_table
+from tasks.artifacts import publish_table
 from tasks.fleet import MAX_PARALLEL_CLUSTERS as _MAX_PARALLEL
 from tasks.fleet import (
     ClusterFailed,
-    FleetFailed,
     FleetResult,
     FleetTarget,
     Member,
     check_reach,
+    cluster_run_name,
+    cluster_tags,
     dispatch_to_pool,
-    member_run_name,
+    finish_fleet,
     outcome_of,
     output_prefix,
     plan_fleet,
     prefixed_output,
-    run_threads,
+    run_in_process,
 )
 from tasks.kube import ClusterParams
-from tasks.orchestration import Step, in_prefect_run, run_tags, say, step
-from tasks.reports.fleet import ClusterOutcome, artifact_key, fleet_terminal, write_fleet_reports
+from tasks.orchestration import in_prefect_run, run_tags, say, step
+from tasks.reports.fleet import ClusterOutcome, artifact_key
 from tasks.reports.publish import reports_root
 from tasks.spec import RolloutSpec
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-# ---- one cluster's run ----------------------------------------------------------------------------------
-
-
-def _cluster_run_name() -> str:
-    from prefect.runtime import flow_run
-
-    params = flow_run.parameters or {}
-    spec = params.get("spec")
-    run_id = spec.get("runId") if isinstance(spec, dict) else getattr(spec, "run_id", None)
-    return member_run_name(run_id or "?", str(params.get("cluster_name") or "cluster"))
-
-
-class _ClusterStep(Step[P, R]):
-    """A page whose Prefect runs are named after the cluster: ``<run-id> · rollout · <cluster>``."""
-
-    _named: Any = None
-
-    @property
-    def flow(self) -> Any:
-        base = super().flow
-        if self._named is None:
-            self._named = base.with_options(flow_run_name=_cluster_run_name)
-        return self._named
-
-
-def _cluster_step(name: str) -> Callable[[Callable[P, R]], _ClusterStep[P, R]]:
-    def wrap(fn: Callable[P, R]) -> _ClusterStep[P, R]:
-        return _ClusterStep(fn, name, name, 4)
-
-    return wrap
-
-
-@contextlib.contextmanager
-def _cluster_tags(name: str, spec: RolloutSpec | None = None) -> Iterator[None]:
-    """Inside a Prefect run, every run started in the block is tagged with the cluster (and the run)."""
-    if not in_prefect_run():
-        yield
-        return
-    from prefect import tags
-
-    with tags(f"cluster:{name}", *(run_tags(spec) if spec is not None else [])):
-        yield
-
-
-@_cluster_step("rollout-cluster")
+@step("rollout-cluster", workers=4, run_name=cluster_run_name)
 def rollout_cluster(
     spec: RolloutSpec,
     cluster: ClusterParams,
@@ -122,7 +61,7 @@ def rollout_cluster(
     name = cluster_name or cluster.context or "cluster"
     run_dir = reports_root(reports_dir) / spec.run_id
     started = time.monotonic()
-    with _cluster_tags(name):
+    with cluster_tags(name):
         try:
             result = rollout(spec, cluster, ping=ping, churn=churn, reports_dir=reports_dir)
             outcome = outcome_of(name, result=result, reports=str(run_dir))
@@ -134,45 +73,6 @@ def rollout_cluster(
     if not outcome.ok:
         raise ClusterFailed(outcome)
     return outcome
-
-
-def _run_cluster(spec: RolloutSpec, member: Member, ping: bool, churn: bool) -> ClusterOutcome:
-    """A cluster's run in this process (a thread, or a Prefect task), its failure returned as its outcome."""
-    with output_prefix(member.name), _cluster_tags(member.name, spec):
-        try:
-            return rollout_cluster(
-                spec,
-                member.params,
-                cluster_name=member.name,
-                ping=ping,
-                churn=churn,
-                reports_dir=str(member.reports_root),
-            )
-        except ClusterFailed as e:
-            return e.outcome
-
-
-def _run_here(spec: RolloutSpec, members: list[Member], ping: bool, churn: bool) -> dict[str, ClusterOutcome]:
-    """Every member at once in this process: Prefect tasks carrying subflows inside a Prefect run, threads otherwise."""
-    if not in_prefect_run():
-        return run_threads(members, lambda m: _run_cluster(spec, m, ping, churn))
-    from prefect import task
-    from prefect.cache_policies import NO_CACHE
-
-    carrier = task(name="cluster", cache_policy=NO_CACHE)(_run_cluster)
-    futures = [
-        (m, carrier.with_options(task_run_name=f"cluster {m.name}").submit(spec, m, ping, churn)) for m in members
-    ]
-    outcomes: dict[str, ClusterOutcome] = {}
-    for m, future in futures:
-        try:
-            outcomes[m.name] = future.result()
-        except Exception as e:  # the carrier returns failures; anything else is still only this cluster's
-            outcomes[m.name] = outcome_of(m.name, error=e)
-    return outcomes
-
-
-# ---- the fleet ----------------------------------------------------------------------------------------
 
 
 @step("rollout-fleet", "fleet", workers=_MAX_PARALLEL)
@@ -203,11 +103,22 @@ def rollout_fleet(
     plan = plan_fleet(spec.run_id, fleet, fleet_dir)
     names = [m.name for m in plan.members]
     say(f"fleet {spec.run_id}: {len(names)} clusters at once ({', '.join(names)}); fleet report in {fleet_dir}")
-    outcomes = dict(plan.early)
+
+    outcomes = dict(plan.early)  # bad kubeconfig entries, then clusters that do not answer
     outcomes.update(check_reach([m for m in plan.members if m.name not in outcomes]))
     for name, o in outcomes.items():
         say(f"{name}: {o.status}, left out: {o.failures[0] if o.failures else ''}")
     todo = [m for m in plan.members if m.name not in outcomes]
+
+    def here(m: Member) -> ClusterOutcome:
+        with output_prefix(m.name), cluster_tags(m.name, spec):
+            try:
+                return rollout_cluster(
+                    spec, m.params, cluster_name=m.name, ping=ping, churn=churn, reports_dir=str(m.reports_root)
+                )
+            except ClusterFailed as e:
+                return e.outcome
+
     if todo and member_deployment:
         if not in_prefect_run():
             raise ValueError("member_deployment sends each cluster to a work pool: it needs a Prefect API")
@@ -216,19 +127,5 @@ def rollout_fleet(
         )
     elif todo:
         with prefixed_output():
-            outcomes.update(_run_here(spec, todo, ping, churn))
-    ordered = []
-    for m in plan.members:
-        o = outcomes[m.name]
-        o.context = o.context or m.context
-        o.server = o.server or m.server
-        ordered.append(o)
-    result = FleetResult(spec.run_id, str(fleet_dir), ordered, wall_s=time.monotonic() - started)
-    written = write_fleet_reports(fleet_dir, spec.run_id, ordered, spec.summary())
-    publish_markdown("fleet", written["fleet.md"].read_text(), f"Fleet rollout {spec.run_id}")
-    publish_table("fleet-clusters", [o.table_row() for o in ordered], f"Fleet rollout {spec.run_id}: per cluster")
-    say(fleet_terminal(spec.run_id, ordered).rstrip("\n"))
-    say(f"fleet report: {written['fleet.md']} (and fleet.html); each cluster's reports are linked from it")
-    if not result.ok():
-        raise FleetFailed(f"{result.headline()}; fleet report: {written['fleet.md']}", result)
-    return result
+            outcomes.update(run_in_process(todo, here))
+    return finish_fleet(spec, plan, outcomes, fleet_dir, time.monotonic() - started, say=say)

@@ -21,10 +21,12 @@ What a fleet is made of, decided here so the command line and the Prefect form s
   as a single-cluster run writes under ``./reports``.
 * **Outcomes** (:func:`outcome_of`): what a cluster's run ended with, as a plain
   :class:`~tasks.reports.fleet.ClusterOutcome`, from its result or its exception.
-* **Where the runs go**: in this process (threads, or Prefect tasks carrying subflows: see
-  ``flows/fleet.py``), or to a Prefect work pool as runs of a deployment (:func:`dispatch_to_pool`).
+* **Where the runs go**: in this process (:func:`run_in_process`: threads, or Prefect tasks carrying
+  subflows), or to a Prefect work pool as runs of a deployment (:func:`dispatch_to_pool`).
+* **The summary** (:func:`finish_fleet`): the outcomes in the fleet's order, its reports and artifacts.
 
-Prefect is imported only by :func:`dispatch_to_pool`, which runs only inside a Prefect flow run.
+Prefect is imported only inside a Prefect flow run (:func:`cluster_tags`, :func:`run_in_process`,
+:func:`dispatch_to_pool`, :func:`cluster_run_name`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from typing import Any
 import yaml
 from pydantic import Field
 
+from tasks.artifacts import publish_markdown, publish_table
 from tasks.kube import ClusterConfigError, ClusterParams, Kube, KubeError
+from tasks.orchestration import in_prefect_run, run_tags
 from tasks.outcome import PreflightFailed, StepFailed
 from tasks.reports.fleet import (
     EXIT_CLUSTER,
@@ -56,6 +60,8 @@ from tasks.reports.fleet import (
     cluster_reports_root,
     fleet_exit_code,
     fleet_headline,
+    fleet_terminal,
+    write_fleet_reports,
 )
 
 log = logging.getLogger(__name__)
@@ -496,11 +502,82 @@ def run_threads(members: Sequence[Member], call: Callable[[Member], ClusterOutco
     return {m.name: results[m.name] for m in members}
 
 
+@contextlib.contextmanager
+def cluster_tags(name: str, spec: Any = None) -> Iterator[None]:
+    """Inside a Prefect run, every run started in the block is tagged with the cluster (and the run)."""
+    if not in_prefect_run():
+        yield
+        return
+    from prefect import tags
+
+    with tags(f"cluster:{name}", *(run_tags(spec) if spec is not None else [])):
+        yield
+
+
+def run_in_process(members: Sequence[Member], call: Callable[[Member], ClusterOutcome]) -> dict[str, ClusterOutcome]:
+    """Every member at once in this process: inside a Prefect run a Prefect task each (``cluster <name>``,
+    carrying the cluster's run as a subflow), threads otherwise. ``call`` returns failures as outcomes."""
+    if not in_prefect_run():
+        return run_threads(members, call)
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    def carry(m: Member) -> ClusterOutcome:
+        return call(m)
+
+    carrier = task(name="cluster", cache_policy=NO_CACHE)(carry)
+    futures = [(m, carrier.with_options(task_run_name=f"cluster {m.name}").submit(m)) for m in members]
+    outcomes: dict[str, ClusterOutcome] = {}
+    for m, future in futures:
+        try:
+            outcomes[m.name] = future.result()
+        except Exception as e:  # the carrier returns failures; anything else is still only this cluster's
+            outcomes[m.name] = outcome_of(m.name, error=e)
+    return outcomes
+
+
+def finish_fleet(
+    spec: Any,
+    plan: FleetPlan,
+    outcomes: Mapping[str, ClusterOutcome],
+    fleet_dir: Path,
+    wall_s: float,
+    say: Callable[[str], None] = print,
+) -> FleetResult:
+    """The fleet's summary: outcomes in the fleet's order, ``fleet.md``/``.html``/``.json``, the ``fleet``
+    and ``fleet-clusters`` artifacts, the terminal table; raises :class:`FleetFailed` unless all passed."""
+    ordered = []
+    for m in plan.members:
+        o = outcomes[m.name]
+        o.context = o.context or m.context
+        o.server = o.server or m.server
+        ordered.append(o)
+    result = FleetResult(spec.run_id, str(fleet_dir), ordered, wall_s=wall_s)
+    written = write_fleet_reports(fleet_dir, spec.run_id, ordered, spec.summary())
+    publish_markdown("fleet", written["fleet.md"].read_text(), f"Fleet rollout {spec.run_id}")
+    publish_table("fleet-clusters", [o.table_row() for o in ordered], f"Fleet rollout {spec.run_id}: per cluster")
+    say(fleet_terminal(spec.run_id, ordered).rstrip("\n"))
+    say(f"fleet report: {written['fleet.md']} (and fleet.html); each cluster's reports are linked from it")
+    if not result.ok():
+        raise FleetFailed(f"{result.headline()}; fleet report: {written['fleet.md']}", result)
+    return result
+
+
 # ---- to a Prefect work pool --------------------------------------------------------------------------
 
 
 def member_run_name(run_id: str, cluster: str) -> str:
     return f"{run_id} · rollout · {cluster}"
+
+
+def cluster_run_name() -> str:
+    """The name of a cluster's run, read from its own parameters: ``<run-id> · rollout · <cluster>``."""
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters or {}
+    spec = params.get("spec")
+    run_id = spec.get("runId") if isinstance(spec, dict) else getattr(spec, "run_id", None)
+    return member_run_name(run_id or "?", str(params.get("cluster_name") or "cluster"))
 
 
 def member_parameters(spec: Any, m: Member, *, ping: bool, churn: bool) -> dict[str, Any]:

@@ -222,11 +222,14 @@ def _announce(flow: Any, flow_run: Any, state: Any) -> None:
 class Step(Generic[P, R]):
     """A page of the runbook: a Prefect flow when runs are recorded in Prefect, a plain call otherwise."""
 
-    def __init__(self, fn: Callable[P, R], name: str, title: str, workers: int) -> None:
+    def __init__(
+        self, fn: Callable[P, R], name: str, title: str, workers: int, run_name: Callable[[], str] | None = None
+    ) -> None:
         self.fn = fn
         self.name = name
         self.title = title
         self.workers = workers
+        self.run_name = run_name
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
         self.__name__ = fn.__name__
@@ -259,7 +262,7 @@ class Step(Generic[P, R]):
                 runner: Any = ThreadPoolTaskRunner(max_workers=self.workers)
                 self._flow = flow(
                     name=self.name,
-                    flow_run_name=_run_name(self.title),
+                    flow_run_name=self.run_name or _run_name(self.title),
                     log_prints=False,
                     task_runner=runner,
                     on_running=[_announce],
@@ -268,11 +271,16 @@ class Step(Generic[P, R]):
 
 
 def step(
-    name: str, title: str | None = None, *, workers: int = BATCH_WORKERS
+    name: str,
+    title: str | None = None,
+    *,
+    workers: int = BATCH_WORKERS,
+    run_name: Callable[[], str] | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]:
-    """Declare a page of the runbook; ``title`` names its runs (``<run-id> · <title>``) in the UI."""
+    """Declare a page of the runbook; ``title`` names its runs (``<run-id> · <title>``) in the UI, unless
+    ``run_name`` (called inside the run, e.g. reading its parameters) names them."""
 
     def wrap(fn: Callable[P, R]) -> Step[P, R]:
-        return Step(fn, name, title or name, workers)
+        return Step(fn, name, title or name, workers, run_name)
 
     return wrap
