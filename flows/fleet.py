@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-from tasks.artifacts import publish_table
 from tasks.fleet import MAX_PARALLEL_CLUSTERS as _MAX_PARALLEL
 from tasks.fleet import (
     ClusterFailed,
@@ -25,11 +24,12 @@ from tasks.fleet import (
     output_prefix,
     plan_fleet,
     prefixed_output,
+    publish_outcome,
     run_in_process,
 )
 from tasks.kube import ClusterParams
 from tasks.orchestration import in_prefect_run, run_tags, say, step
-from tasks.reports.fleet import ClusterOutcome, artifact_key
+from tasks.reports.fleet import ClusterOutcome
 from tasks.reports.publish import reports_root
 from tasks.spec import RolloutSpec
 
@@ -69,7 +69,7 @@ def rollout_cluster(
             outcome = outcome_of(name, error=e, reports=str(run_dir) if run_dir.is_dir() else "")
     outcome.wall_s = round(time.monotonic() - started, 1)
     outcome.context = "in-cluster" if cluster.in_cluster else (cluster.context or "")
-    publish_table(artifact_key(name), [outcome.table_row()], f"Fleet {spec.run_id}: how cluster {name} ended")
+    publish_outcome(spec.run_id, outcome)
     if not outcome.ok:
         raise ClusterFailed(outcome)
     return outcome

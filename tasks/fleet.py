@@ -536,6 +536,13 @@ def run_in_process(members: Sequence[Member], call: Callable[[Member], ClusterOu
     return outcomes
 
 
+def publish_outcome(run_id: str, outcome: ClusterOutcome) -> None:
+    """A cluster's outcome as the table artifact ``fleet-cluster-<name>`` (how the fleet's run reads it back)."""
+    publish_table(
+        artifact_key(outcome.cluster), [outcome.table_row()], f"Fleet {run_id}: how cluster {outcome.cluster} ended"
+    )
+
+
 def finish_fleet(
     spec: Any,
     plan: FleetPlan,
