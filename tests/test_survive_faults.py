@@ -115,10 +115,12 @@ class NodeLoss:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                planned = {(r.namespace, r.name) for r in self.spec.vm_refs()}  # not the isolation canary
                 running = [
                     v
                     for v in by_run(self.kube, VMI, self.spec)
-                    if (v.get("status") or {}).get("nodeName") == LOST_NODE
+                    if (v["metadata"]["namespace"], v["metadata"]["name"]) in planned
+                    and (v.get("status") or {}).get("nodeName") == LOST_NODE
                     and (v.get("status") or {}).get("phase") == "Running"
                 ]
                 if running:  # fan-out under way, and the node holds some of the fleet
