@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -103,3 +105,51 @@ def test_deploy_trigger_and_worker_run(prefect_server: dict[str, str], tmp_path:
         inventory = by_key["vm-inventory"]
         rows = json.loads(inventory["data"]) if isinstance(inventory["data"], str) else inventory["data"]
         assert len(rows) == 4 and all(r["ready"] in (True, "True", "true") for r in rows)
+
+
+def test_two_scheduled_runs_are_two_rows_of_history(prefect_server: dict[str, str], tmp_path: Path) -> None:
+    """The scheduled deployment records every run into the run history with no extra step: two runs of it
+    against one cluster are two rows of `udn-rollout history` and two points on each chart."""
+    env = prefect_server
+    _run([*_prefect_cmd(), "work-pool", "create", "udn-rollout", "--type", "process", "--overwrite"], env)
+    _run([*_prefect_cmd(), "deploy", "-n", "rollout-scheduled"], env)
+    scheduled = next(d for d in _api(env, "POST", "/deployments/filter", {}) if d["name"] == "rollout-scheduled")  # type: ignore[union-attr]
+    network = f"udn-nightly-{uuid.uuid4().hex[:6]}"
+    spec_file = tmp_path / "nightly.yaml"  # specs/scheduled.yaml's shape (no runId: a fresh one per run), smaller
+    spec_file.write_text(
+        json.dumps(
+            {
+                "network": {"name": network, "topology": "Layer2", "subnets": [{"cidr": "10.233.0.0/16"}]},
+                "namespaces": {"prefix": network.removeprefix("udn-"), "count": 2},
+                "vms": {"perNamespace": 2},
+                "connectivity": {"pingCount": 1},
+                "churn": {"count": 1},
+            }
+        )
+    )
+    reports = Path(env["UDN_ROLLOUT_REPORTS"])
+    with SimCluster(config=ClusterConfig(nodes=3, profile="fast"), isolated=True, workdir=tmp_path) as sim:
+        for _ in range(2):
+            run = _api(
+                env,
+                "POST",
+                f"/deployments/{scheduled['id']}/create_flow_run",
+                {"parameters": {"spec_file": str(spec_file), "cluster": {"kubeconfig": str(sim.kubeconfig)}}},
+            )
+            _run([*_prefect_cmd(), "worker", "start", "--pool", "udn-rollout", "--run-once"], env, timeout=400)
+            state = _api(env, "GET", f"/flow_runs/{run['id']}")["state"]  # type: ignore[index]
+            assert state["type"] == "COMPLETED", state
+            time.sleep(1)  # run ids are <network>-<yyyymmdd-hhmmss>
+    cli = str(Path(sys.executable).parent / "udn-rollout")
+    rows = json.loads(_run([cli, "history", "--reports-dir", str(reports), "--network", network, "--json"], env).stdout)
+    assert len(rows) == 2, rows
+    assert all(r["run_id"].startswith(f"{network}-") for r in rows) and rows[0]["run_id"] != rows[1]["run_id"], rows
+    assert all(r["vms"] == 4 for r in rows), rows
+    page = tmp_path / "history.html"
+    _run([cli, "history", "--reports-dir", str(reports), "--network", network, "--html", str(page)], env)
+    html = page.read_text()
+    def chart(fid: str) -> str:  # Layer2: churn bars and the one address pool (no per-node subnets)
+        return html.split(f'id="{fid}"', 1)[1].split("</figure>", 1)[0]
+
+    assert chart("churn-0").count('<rect class="bar"') == 2 * 3  # moves, IP changes, hazards per run
+    assert chart("total-0").count("</title></circle>") == 2  # free addresses: a point per run
