@@ -147,6 +147,8 @@ class MigrationRunner:
         self.active: dict[str, _Pending] = {}  # VMIM name → what it migrates
         self.done: dict[str, dict[str, Any]] = {}  # VMIM name → final object
         self.vm_of: dict[str, _Pending] = {}
+        self.starting: dict[Key, _Pending] = {}  # chosen, its pinger or migration object on the way
+        self.not_started: list[MoveResult] = []  # the API refused the migration object
         self.peak_in_flight = 0
 
     def _on_event(self, ev: WatchEvent) -> None:
@@ -166,62 +168,48 @@ class MigrationRunner:
     def run(
         self, chosen: list[VMSnapshot], timeout: float, on_progress: Callable[[int, int], None] | None = None
     ) -> list[MoveResult]:
-        """Migrate ``chosen`` within the limits; ``on_progress(finished, total)`` as migrations end."""
+        """Migrate ``chosen`` within the limits; ``on_progress(finished, total)`` as migrations end.
+
+        A migration's start — its downtime pinger (a peer's console: log in, start ``ping``, wait for the
+        first reply) and then the VirtualMachineInstanceMigration — runs on a worker of its own, one per
+        free slot, so starting N moves costs the slowest start, not the sum of them (at 2,500 moves the
+        sum was most of the churn). A start counts against the limits from the moment it is chosen."""
         queue = deque(_Pending(s.namespace, s.name, s.node, s.ip) for s in chosen)
         total = len(queue)
         informer = self.kube.informer(VMIM, label_selector=f"{CHURN_LABEL}={self.churn_id}", on_event=self._on_event)
         informer.synced.wait(60)
         deadline = time.monotonic() + timeout
-        results: list[MoveResult] = []
+        starters = ThreadPoolExecutor(max_workers=max(1, self.per_cluster), thread_name_prefix="migration-start")
         try:
-            while queue or self.active:
+            while queue or self.active or self.starting:
                 with self.cond:
                     per_node: dict[str, int] = {}
-                    for p in self.active.values():
+                    for p in (*self.active.values(), *self.starting.values()):
                         per_node[p.node] = per_node.get(p.node, 0) + 1
                     startable = None
-                    if len(self.active) < self.per_cluster:
+                    if len(self.active) + len(self.starting) < self.per_cluster:
                         for p in queue:
                             if per_node.get(p.node, 0) < self.per_node:
                                 startable = p
                                 break
                     if on_progress is not None:
-                        on_progress(len(self.done) + len(results), total)
+                        on_progress(len(self.done) + len(self.not_started), total)
                     self._end_finished()
-                    if startable is None:
+                    if startable is None or time.monotonic() > deadline:
                         left = deadline - time.monotonic()
                         if left <= 0:
                             break
                         self.cond.wait(min(left, 2.0))
                         continue
                     queue.remove(startable)
-                if self.monitor is not None:
-                    self.monitor.begin(startable.key, startable.ip)
-                name = self._create(startable)
-                if name is None:
-                    if self.monitor is not None:
-                        self.monitor.end(startable.key)
-                    results.append(
-                        MoveResult(
-                            startable.namespace,
-                            startable.vm,
-                            "",
-                            "Failed",
-                            source_node=startable.node,
-                            failure_reason=self._last_error,
-                        )
-                    )
-                    continue
-                with self.cond:
-                    if name not in self.done:
-                        self.active[name] = startable
-                    self.vm_of[name] = startable
-                    self.peak_in_flight = max(self.peak_in_flight, len(self.active))
-                if time.monotonic() > deadline:
-                    break
+                    self.starting[startable.key] = startable
+                starters.submit(self._start, startable)
         finally:
+            starters.shutdown(wait=True)  # a start under way ends (created, or failed) before the results
             informer.stop()
+        results: list[MoveResult] = []
         with self.cond:
+            results.extend(self.not_started)
             self._end_finished(everything=True)
             for name, p in self.vm_of.items():
                 if name in self.done:
@@ -250,7 +238,28 @@ class MigrationRunner:
             )
         return sorted(results, key=lambda r: (r.namespace, r.vm))
 
-    _last_error = ""
+    def _start(self, p: _Pending) -> None:
+        """Start one move (on a worker): its downtime pinger, then its migration object."""
+        try:
+            if self.monitor is not None:
+                self.monitor.begin(p.key, p.ip)
+            name, error = self._create(p)
+        except Exception as e:  # a start must never leave its slot taken
+            name, error = None, f"{type(e).__name__}: {e}"
+        if name is None and self.monitor is not None:
+            self.monitor.end(p.key)
+        with self.cond:
+            self.starting.pop(p.key, None)
+            if name is None:
+                self.not_started.append(
+                    MoveResult(p.namespace, p.vm, "", "Failed", source_node=p.node, failure_reason=error)
+                )
+            else:
+                if name not in self.done:
+                    self.active[name] = p
+                self.vm_of[name] = p
+                self.peak_in_flight = max(self.peak_in_flight, len(self.active))
+            self.cond.notify_all()
 
     def _end_finished(self, everything: bool = False) -> None:
         """Hand each finished migration (every one, at the end) to a worker that waits for the VM's
@@ -268,13 +277,13 @@ class MigrationRunner:
         iface = ((vmi.get("status") or {}).get("interfaces") or [{}])[0]
         return self.monitor.end(p.key, iface.get("ipAddress", ""))
 
-    def _create(self, p: _Pending) -> str | None:
+    def _create(self, p: _Pending) -> tuple[str | None, str]:
+        """The migration's name, or None and why the API refused it."""
         body = render_migration(self.spec, p.namespace, p.vm, self.churn_id)
         try:
-            return self.kube.create(body)["metadata"]["name"]
+            return self.kube.create(body)["metadata"]["name"], ""
         except KubeError as e:
-            self._last_error = f"{e.code} {e.reason}: {e.message}"
-            return None
+            return None, f"{e.code} {e.reason}: {e.message}"
 
 
 def network_name(spec: RolloutSpec) -> str:
