@@ -40,6 +40,9 @@ class Bound:
     churn_s: float
     start_rate_per_s: float
     notes: tuple[str, ...] = ()
+    #: False when the run beat a term (the cluster does not enforce the limits it was computed from, as
+    #: the simulated cluster's fast profile does not): then it bounds nothing and no ratio is reported
+    applies: bool = True
 
     @property
     def total_s(self) -> float:
@@ -53,6 +56,7 @@ class Bound:
             "total_s": round(self.total_s, 1),
             "start_rate_per_s": round(self.start_rate_per_s, 2),
             "notes": list(self.notes),
+            "applies": self.applies,
         }
 
 

@@ -612,7 +612,9 @@ def downtime_monitor(
         [VMEndpoint(s.namespace, s.name, s.node, s.ip) for s in usable],
         interval=c.ping_interval_seconds,
         reply_wait=c.reply_wait_seconds,
-        max_sessions=min(spec.connectivity.max_sessions, concurrency + 2),
+        # a peer is held from a move's start until its first reply after the move, which outlasts the
+        # migration's slot: twice the slots keeps the next moves from waiting for a peer
+        max_sessions=min(spec.connectivity.max_sessions, 2 * concurrency + 2),
     )
     for s in chosen:
         if not _can_ping((s.namespace, s.name), s.ip, views):

@@ -44,3 +44,31 @@ def test_rollout_bound_adds_the_runbook_steps() -> None:
     assert (b.probes_s, b.churn_s) == (8.0, 15.0)
     assert b.total_s == pytest.approx(b.fanout_s + 23.0)
     assert "fastest create→Ready 10.0s" in b.notes[1]
+
+
+def test_a_cluster_that_beats_its_limits_has_no_bound(tmp_path, monkeypatch) -> None:
+    """The simulated fast profile does not enforce KubeVirt's client limits: 60 VMs on 3 nodes come up in a
+    second or two, well under the 12 s the limits would allow, so the run reports no bound and no ratio."""
+    from flows.rollout import rollout
+    from simcluster import ClusterConfig, SimCluster
+    from tasks.kube import ClusterParams
+    from tasks.spec import RolloutSpec
+
+    monkeypatch.setenv("UDN_ROLLOUT_REPORTS", str(tmp_path / "reports"))
+    spec = RolloutSpec.model_validate(
+        {
+            "runId": "bound-fast",
+            "network": {"name": "udn-bound-fast", "topology": "Layer2", "subnets": [{"cidr": "10.242.0.0/16"}]},
+            "namespaces": {"names": ["bound-fast-a"]},
+            "vms": {"perNamespace": 60},
+            "connectivity": {"mode": "off"},
+        }
+    )
+    with SimCluster(config=ClusterConfig(nodes=3, profile="fast")) as sim:
+        result = rollout(spec, ClusterParams(kubeconfig=str(sim.kubeconfig)), churn=False)
+    assert result.bound is not None and not result.bound.applies, result.bound
+    assert result.bound.fanout_s > 10  # 59 starts at 3 handlers × 5 QPS / 3 writes = 5 VMs/s
+    assert "does not enforce them" in result.bound.notes[-1]
+    figures = result.headline_figures()
+    assert "over_bound" not in figures and figures["bound"]["applies"] is False
+    assert "the cluster's bound" not in result.headline()
