@@ -148,6 +148,7 @@ def test_two_scheduled_runs_are_two_rows_of_history(prefect_server: dict[str, st
     page = tmp_path / "history.html"
     _run([cli, "history", "--reports-dir", str(reports), "--network", network, "--html", str(page)], env)
     html = page.read_text()
+
     def chart(fid: str) -> str:  # Layer2: churn bars and the one address pool (no per-node subnets)
         return html.split(f'id="{fid}"', 1)[1].split("</figure>", 1)[0]
 
