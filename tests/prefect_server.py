@@ -4,6 +4,7 @@ Prefect API (deployments and workers; killed CLI runs that should not each start
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,3 +75,29 @@ def prefect_server(home: Path, db_url: str | None = None, timeout: float = 180) 
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def run(cmd: list[str], env: Mapping[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run a command against the server from the repository (keys starting with ``_`` are the test's own)."""
+    proc = subprocess.run(
+        cmd,
+        env={k: v for k, v in env.items() if not k.startswith("_")},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def api(env: Mapping[str, str], method: str, path: str, body: object | None = None) -> object:
+    """One call to the server's REST API, its JSON answer."""
+    req = urllib.request.Request(
+        env["PREFECT_API_URL"] + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"null")

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect_server import api as _api
 from prefect_server import prefect_cmd as _prefect_cmd
 from prefect_server import prefect_server as start_prefect_server
+from prefect_server import run as _run
 
 from simcluster import ClusterConfig, SimCluster
 
@@ -34,30 +34,6 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         pytest.fail("CI must provide UDN_ROLLOUT_TEST_PREFECT_DB (see .ci/postgres.sh)")
     with start_prefect_server(home, db) as env:
         yield {**env, "UDN_ROLLOUT_REPORTS": str(home / "reports"), "_backend": "postgresql" if db else "sqlite"}
-
-
-def _run(cmd: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        cmd,
-        env={k: v for k, v in env.items() if not k.startswith("_")},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def _api(env: dict[str, str], method: str, path: str, body: object | None = None) -> object:
-    req = urllib.request.Request(
-        env["PREFECT_API_URL"] + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"null")
 
 
 def test_deploy_trigger_and_worker_run(prefect_server: dict[str, str], tmp_path: Path) -> None:

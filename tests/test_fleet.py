@@ -17,15 +17,16 @@ import os
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 import yaml
+from prefect_server import api as _api
 from prefect_server import prefect_cmd as _prefect_cmd
 from prefect_server import prefect_server as start_prefect_server
+from prefect_server import run as _run
 
 from simcluster import ClusterConfig, SimCluster
 from tasks.fleet import (
@@ -362,26 +363,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         yield {**env, "UDN_ROLLOUT_REPORTS": str(home / "reports")}
 
 
-def _run(cmd: list[str], env: Mapping[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, env=dict(env), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def _api(env: Mapping[str, str], method: str, path: str, body: object | None = None) -> object:
-    req = urllib.request.Request(
-        env["PREFECT_API_URL"] + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"null")
-
-
 def _forget_artifacts(env: Mapping[str, str], run_id: str) -> None:
-    """Delete the artifacts of a run's flow runs. The Prefect database outlives the test (CI's PostgreSQL
-    is shared by the deployment test, which reads some artifacts by key across all runs)."""
+    """Delete the artifacts of a run's flow runs: the Prefect database (CI's PostgreSQL) outlives the test."""
     runs = _api(env, "POST", "/flow_runs/filter", {"flow_runs": {"tags": {"all_": [f"run:{run_id}"]}}})
     ids = [r["id"] for r in runs]  # type: ignore[union-attr]
     while ids:  # a page at a time
