@@ -106,6 +106,10 @@ class _Timeline:
     ready: float | None = None
     vmi: dict[str, Any] | None = None
     vm: dict[str, Any] | None = None
+    # A crash-looping VM's failed VMI is deleted and replaced: remember why the last one failed, so a
+    # VM caught between two attempts is reported with its cause, not as "phase Scheduling".
+    last_failure: str = ""
+    failed_vmis: set[str] = field(default_factory=set)
 
 
 class ReadinessTracker:
@@ -158,6 +162,9 @@ class ReadinessTracker:
                     tl.scheduled = now
                 if phase == "Running" and tl.running is None:
                     tl.running = now
+                if phase == "Failed":
+                    tl.last_failure = vmi_reason(ev.object)
+                    tl.failed_vmis.add(ev.object["metadata"].get("uid", ""))
         # no wake-up: waiters only care about VM readiness, which comes with the VM's own events
 
     def _vm_event(self, ev: WatchEvent) -> None:
@@ -249,7 +256,9 @@ class ReadinessTracker:
                         ip=ifaces[0].get("ipAddress", "") if ifaces else "",
                         phase=vmi_status.get("phase", "") or ("NotCreated" if tl.vm is None else "NoVMI"),
                         ready=ready,
-                        reason="" if ready else not_ready_reason(tl.vm, tl.vmi, oc),
+                        reason=""
+                        if ready
+                        else not_ready_reason(tl.vm, tl.vmi, oc, tl.last_failure, len(tl.failed_vmis)),
                         created=created,
                         scheduled=tl.scheduled,
                         running=tl.running,
@@ -261,15 +270,45 @@ class ReadinessTracker:
         return out
 
 
-def not_ready_reason(vm: dict[str, Any] | None, vmi: dict[str, Any] | None, outcome: CreateOutcome | None) -> str:
-    """Why a VM is not Ready, in the cluster's own words (pure)."""
+def not_ready_reason(
+    vm: dict[str, Any] | None,
+    vmi: dict[str, Any] | None,
+    outcome: CreateOutcome | None,
+    last_failure: str = "",
+    failures_seen: int = 0,
+) -> str:
+    """Why a VM is not Ready, in the cluster's own words (pure).
+
+    `last_failure` is the reason of the last VMI of this VM seen Failed: KubeVirt deletes a failed VMI
+    and starts another after a back-off, so at the deadline a crash-looping VM may sit in a fresh
+    attempt (Pending, Scheduling) whose status says nothing of why the previous ones died.
+    """
     if outcome is not None and outcome.error:
         return outcome.error
     if vm is None:
         return "the VirtualMachine does not exist"
     printable = (vm.get("status") or {}).get("printableStatus", "")
+    vm_status = f"VM status {printable or 'unknown'}"
     if vmi is None:
-        return f"no VirtualMachineInstance (VM status {printable or 'unknown'})"
+        now = "no VirtualMachineInstance"
+    else:
+        now = vmi_reason(vmi) or f"phase {(vmi.get('status') or {}).get('phase') or 'Pending'}"
+        if (vmi.get("status") or {}).get("phase") == "Failed":
+            return now
+    if last_failure:
+        # KubeVirt counts a VM's consecutive failed starts in status.startFailure (virt-controller's
+        # VM controller); fall back on the failed VMIs this run saw when the VM does not say.
+        start_failure = (vm.get("status") or {}).get("startFailure") or {}
+        count = int(start_failure.get("consecutiveFailCount") or failures_seen or 1)
+        return f"{last_failure} ({count} failed start{'s' if count != 1 else ''}; restarting: {now}, {vm_status})"
+    if vmi is not None and vmi_reason(vmi):
+        return now
+    return f"{now} ({vm_status})"
+
+
+def vmi_reason(vmi: dict[str, Any]) -> str:
+    """A VMI's own account of why it is not running: the first False condition with a message, or its
+    status reason; empty when it gives none (pure)."""
     st = vmi.get("status") or {}
     for ctype in ("PodScheduled", "Synchronized", "Ready"):
         for c in st.get("conditions") or []:
@@ -277,7 +316,7 @@ def not_ready_reason(vm: dict[str, Any] | None, vmi: dict[str, Any] | None, outc
                 return f"{st.get('phase', '')}: {c.get('reason', '')}: {c['message']}"
     if st.get("reason"):
         return f"{st.get('phase', '')}: {st['reason']}"
-    return f"phase {st.get('phase') or 'Pending'} (VM status {printable or 'unknown'})"
+    return ""
 
 
 @dataclass

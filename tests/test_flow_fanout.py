@@ -18,7 +18,7 @@ import pytest
 
 from flows.fanout import fanout
 from simcluster import ClusterConfig, SimCluster
-from tasks.fanout import FanoutResult
+from tasks.fanout import FanoutResult, not_ready_reason
 from tasks.kube import ClusterParams, ClusterTarget, Kube, shared_kube
 from tasks.kube.resources import VM, VMI, Resource
 from tasks.outcome import FanoutFailed
@@ -214,8 +214,9 @@ def test_fanout_survives_429_5xx_and_watch_cuts(
             r"subnet address pool exhausted",
             id="node-subnet-full",
         ),
-        # Crash-looping VMs restart after 0.2, 0.4, 0.8, 1.6, 3.2 s (the fast profile's back-off):
-        # at 5 s every VM sits in its fifth failure, so the report catches each one Failed.
+        # Crash-looping VMs restart after 0.2, 0.4, 0.8, 1.6, 3.2 s (the fast profile's back-off). At
+        # the deadline a VM is either Failed or in a fresh attempt; either way the report must give the
+        # failure's cause (a loaded machine once caught two VMs mid-restart as "phase Scheduling").
         pytest.param(
             [],
             {"vmi_start_failure_rate": 1.0},
@@ -258,6 +259,33 @@ def test_fanout_reports_vms_that_cannot_start(
     md = (reports_root / spec.run_id / "provisioning.md").read_text()
     assert f"## Not ready ({20 - ready})" in md
     assert re.search(reason, md)
+
+
+def test_not_ready_reason_keeps_a_crash_looping_vms_cause_between_attempts() -> None:
+    """Pure: KubeVirt replaces a failed VMI; the fresh attempt's status carries no cause of its own."""
+    failed = {
+        "status": {
+            "phase": "Failed",
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "VirtualMachineFailed", "message": "pod failed: boom"}
+            ],
+        }
+    }
+    vm = {"status": {"printableStatus": "Starting", "startFailure": {"consecutiveFailCount": 3}}}
+    cause = "Failed: VirtualMachineFailed: pod failed: boom"
+    assert not_ready_reason(vm, failed, None) == cause
+    fresh = {"status": {"phase": "Scheduling"}}
+    assert not_ready_reason(vm, fresh, None, cause, 2) == (
+        f"{cause} (3 failed starts; restarting: phase Scheduling, VM status Starting)"
+    )
+    # without the VM's count, the failed VMIs this run saw; without a VMI, say so
+    bare_vm = {"status": {"printableStatus": "Starting"}}
+    assert not_ready_reason(bare_vm, None, None, cause, 1) == (
+        f"{cause} (1 failed start; restarting: no VirtualMachineInstance, VM status Starting)"
+    )
+    # a VM that never failed keeps the plain account
+    assert not_ready_reason(bare_vm, fresh, None) == "phase Scheduling (VM status Starting)"
+    assert not_ready_reason(None, None, None) == "the VirtualMachine does not exist"
 
 
 # ---- resume --------------------------------------------------------------------------------------
