@@ -383,6 +383,8 @@ def run(
     total = namespaces * per_ns
     label = f"{total} VMs on {nodes} nodes"
     kind = f"{topology}, sampled ping, churn 10 %" + (f", {profile} profile" if profile != "fast" else "")
+    extra = [o for o in overrides if o not in size.get("sets", [])]
+    kind += f", {', '.join(extra)}" if extra else ""
     print(f"rollout: udn-rollout rollout, {label} ({namespaces} × {per_ns}), {kind}")
     work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
     spec = write_spec(work / "spec.yaml", spec_data(namespaces, per_ns, topology), overrides or [])

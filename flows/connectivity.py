@@ -5,6 +5,7 @@ plus isolation probes that must go unanswered: a canary VM outside the network."
 from __future__ import annotations
 
 from tasks.connectivity import ConnectivityResult, run_connectivity
+from tasks.earlyprobe import take_early_round
 from tasks.kube import ClusterParams, connect
 from tasks.lock import run_lock
 from tasks.orchestration import say, step
@@ -25,7 +26,7 @@ def connectivity(
     """
     kube = connect(cluster, spec.api)
     with run_lock(kube, spec):
-        result = run_connectivity(kube, spec)
+        result = run_connectivity(kube, spec, early=take_early_round(spec, cluster))
     if not result.results:
         say(f"connectivity: {result.mode}")
         return result

@@ -12,6 +12,7 @@ from flows.preflight import preflight
 from flows.provision import provision
 from flows.teardown import teardown
 from tasks.connectivity import launch_canary
+from tasks.earlyprobe import EarlyProber, early_probing_applies, hand_over
 from tasks.history import remember
 from tasks.kube import ClusterParams, connect
 from tasks.lock import run_lock
@@ -46,7 +47,12 @@ def rollout(
         provision(spec, cluster, skip_preflight=True, reports_dir=reports_dir)
         if ping and spec.connectivity.mode != "off" and spec.connectivity.isolation_canary:
             launch_canary(kube, spec)  # it boots alongside the fleet, so the ping step need not wait for it
-        result.fanout = result.keep_going(lambda: fanout(spec, cluster, reports_dir))
+        early = EarlyProber(kube, spec).start() if ping and early_probing_applies(spec) else None
+        try:
+            result.fanout = result.keep_going(lambda: fanout(spec, cluster, reports_dir))
+        finally:
+            if early is not None:
+                hand_over(spec, cluster, early.finish())  # the ping step takes what ran meanwhile
         if ping and spec.connectivity.mode != "off":
             result.connectivity = result.keep_going(lambda: connectivity(spec, cluster, reports_dir))
         if churn:

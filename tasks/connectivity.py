@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -46,12 +46,24 @@ from tasks.model import ProbeResult
 from tasks.orchestration import say, unit
 from tasks.outcome import Artifact, ConnectivityFailed, StepResult
 from tasks.pingparse import PingStats, parse_ping
-from tasks.probeplan import Probe, ProbePlan, Target, VMEndpoint, group_by_source, plan_isolation, plan_probes
+from tasks.probeplan import (
+    Probe,
+    ProbePlan,
+    Target,
+    VMEndpoint,
+    complete_plan,
+    group_by_source,
+    plan_isolation,
+    plan_probes,
+)
 from tasks.progress import step_progress
 from tasks.render import CANARY_VM, render_canary_namespace, render_canary_vm
 from tasks.reports.connectivity import connectivity_summary, failing_pairs
 from tasks.reports.state import RunParts
 from tasks.spec import RolloutSpec
+
+if TYPE_CHECKING:
+    from tasks.earlyprobe import EarlyRound
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +207,7 @@ def look(session: ConsoleSession, src: VMEndpoint) -> GuestView:
     return GuestView(src.namespace, src.name, src.node, vmi_ips, ips, mac, looked=True)
 
 
-def _probe_source(
+def probe_source(
     kube: ConsoleDoor,
     key: Key,
     probes: Sequence[Probe],
@@ -283,7 +295,7 @@ def run_probes(
 
     def work(key: Key) -> list[ProbeResult]:
         nonlocal done
-        res = _probe_source(
+        res = probe_source(
             kube,
             key,
             groups[key],
@@ -379,14 +391,23 @@ def run_credentials(kube: Kube, spec: RolloutSpec) -> tuple[str, str]:
 
 @unit("run probes")
 def probe(
-    kube: Kube, spec: RolloutSpec, plan: ProbePlan, eps: list[VMEndpoint]
+    kube: Kube,
+    spec: RolloutSpec,
+    plan: ProbePlan,
+    eps: list[VMEndpoint],
+    done: Sequence[ProbeResult] = (),
+    seen: Mapping[Key, GuestView] | None = None,
 ) -> tuple[list[ProbeResult], dict[Key, GuestView]]:
-    """Every source's guest is looked at, then it pings; the results carry the cause of each failure."""
+    """Every source's guest is looked at, then it pings; the results carry the cause of each failure.
+
+    ``done`` and ``seen`` are probe results and guest views from earlier sessions (while the fleet came
+    up): a VM already looked at is not logged in to again unless it has probes left to send."""
     c = spec.connectivity
+    views: dict[Key, GuestView] = dict(seen or {})
     groups = group_by_source(plan)
     for e in eps:  # every VM of the fleet is looked at, also one that sends no probe
-        groups.setdefault(e.key, [])
-    views: dict[Key, GuestView] = {}
+        if e.key not in views:
+            groups.setdefault(e.key, [])
     with step_progress("VMs probed", len(groups), key="connectivity-progress", unit=" VMs") as bar:
         results = run_probes(
             kube,
@@ -400,7 +421,7 @@ def probe(
             on_progress=bar.update,
             views=views,
         )
-    return explain(results, views, spec.network.topology), views
+    return explain([*done, *results], views, spec.network.topology), views
 
 
 def observe_guests(kube: Kube, spec: RolloutSpec, eps: Sequence[VMEndpoint]) -> dict[Key, GuestView]:
@@ -428,6 +449,8 @@ class ConnectivityResult(StepResult):
     skipped: list[str] = field(default_factory=list)
     guests: list[GuestView] = field(default_factory=list)
     topology: str = ""
+    early_probes: int = 0  # of ``results``, run while the fleet came up (alongside the fan-out)
+    early_wall_s: float = 0.0
 
     @property
     def census(self) -> GuestCensus:
@@ -455,6 +478,11 @@ class ConnectivityResult(StepResult):
             "failing": len(self.failing),
             "wall_s": round(self.wall_s, 2),
             "mode": self.mode,
+            **(
+                {"early_probes": self.early_probes, "early_wall_s": round(self.early_wall_s, 1)}
+                if self.early_probes
+                else {}
+            ),
         }
 
     def problems(self) -> list[str]:
@@ -472,6 +500,8 @@ class ConnectivityResult(StepResult):
 
     def headline(self) -> str:
         head = f"{len(self.results)} probes from {self.sessions} VMs ({self.mode}): {len(self.failing)} failing"
+        if self.early_probes:
+            head += f" ({self.early_probes} of them while the fleet came up)"
         if self.guests:
             head += f"\nguests: {self.census.line(self.topology)}"
         return head
@@ -495,15 +525,42 @@ class ConnectivityResult(StepResult):
         ]
 
 
-def run_connectivity(kube: Kube, spec: RolloutSpec) -> ConnectivityResult:
-    """Plan the probes, start the canary, probe over the consoles, remove the canary."""
+def run_connectivity(kube: Kube, spec: RolloutSpec, early: EarlyRound | None = None) -> ConnectivityResult:
+    """Plan the probes, start the canary, probe over the consoles, remove the canary.
+
+    With ``early`` (what ran while the fleet came up, :mod:`tasks.earlyprobe`), the plan is completed
+    around it rather than made afresh, and only the missing probes run now."""
     started = time.monotonic()
     c = spec.connectivity
     eps, skipped = endpoints(kube, spec)
     notes = [f"skipped, labelled with the run but outside its namespaces: {', '.join(skipped)}"] if skipped else []
     if c.mode == "off" or not eps:
         return ConnectivityResult(mode="off" if c.mode == "off" else "nothing to probe", skipped=skipped, notes=notes)
-    plan = plan_probes(eps, mode=c.mode, full_mesh_threshold=c.full_mesh_threshold, k=c.peers_per_vm, seed=0)
+    fleet = {e.key for e in eps}
+    done: list[ProbeResult] = []
+    seen: dict[Key, GuestView] = {}
+    iso_done: set[Key] = set()
+    if early is not None and (early.probes or early.views):
+        plan = complete_plan(eps, early.probes, k=c.peers_per_vm, seed=0)
+        ran = {(p.src.key, p.dst_ip) for p in early.probes}
+        done = [r for r in early.results if (r.src_namespace, r.src_vm) in fleet]
+        iso_done = {(r.src_namespace, r.src_vm) for r in done if r.kind == "isolation"}
+        seen = {k: v for k, v in early.views.items() if k in fleet}
+        coverage_plan = plan
+        plan = ProbePlan(
+            probes=[p for p in plan.probes if (p.src.key, p.dst_ip) not in ran],
+            mode=plan.mode,
+            vms=plan.vms,
+            k=plan.k,
+            notes=plan.notes,
+        )
+        say(
+            f"{len(done)} probes from {len({(r.src_namespace, r.src_vm) for r in done})} VMs ran while the fleet "
+            f"came up ({early.wall_s:.0f}s, alongside the fan-out); {len(plan.probes)} more complete the plan"
+        )
+    else:
+        plan = plan_probes(eps, mode=c.mode, full_mesh_threshold=c.full_mesh_threshold, k=c.peers_per_vm, seed=0)
+        coverage_plan = plan
     sources = len({p.src.key for p in plan.probes})
     say(
         f"probing {len(plan.probes)} pairs from {sources} VMs ({plan.mode}) over their serial consoles, "
@@ -525,20 +582,29 @@ def run_connectivity(kube: Kube, spec: RolloutSpec) -> ConnectivityResult:
             say(f"isolation canary running at {canary.ip} after {waited:.0f}s")
     try:
         if canary is not None:
-            plan = plan.extended(plan_isolation(eps, [canary], per_source=1, seed=0))
-        results, views = probe(kube, spec, plan, eps)
+            iso = plan_isolation([e for e in eps if e.key not in iso_done], [canary], per_source=1, seed=0)
+            plan = plan.extended(iso)
+            coverage_plan = coverage_plan.extended(iso)
+        results, views = probe(kube, spec, plan, eps, done, seen)
     finally:
         if c.isolation_canary:
             remove_canary(kube, spec)
+    coverage = coverage_plan.coverage()
+    if early is not None:
+        coverage["isolation_probes"] = sum(r.kind == "isolation" for r in results)
+        coverage["probes"] = len(results)
+        coverage["early_probes"] = len(done)
     return ConnectivityResult(
         wall_s=time.monotonic() - started,
         results=results,
-        coverage=plan.coverage(),
+        coverage=coverage,
         mode=plan.mode,
         skipped=skipped,
         notes=notes,
         guests=sorted(views.values(), key=lambda v: v.key),
         topology=spec.network.topology,
+        early_probes=len(done),
+        early_wall_s=early.wall_s if early is not None else 0.0,
     )
 
 

@@ -19,6 +19,7 @@ select, the default network's addresses.
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -222,6 +223,110 @@ def _sampled(fleet: list[VMEndpoint], k: int, seed: int) -> ProbePlan:
     return ProbePlan(probes=probes, mode="sampled", vms=tuple(fleet), k=kk, seed=seed, notes=notes)
 
 
+def ready_peers(order: Sequence[VMEndpoint], k: int) -> list[VMEndpoint]:
+    """The peers of the VM that became Ready last (``order[-1]``), for probing while the fleet still
+    comes up: the ``k`` VMs that became Ready just before it, nearest first.
+
+    Over a whole ready order this is a circulant without its wrap-around: every VM sends ``k`` probes
+    but the first ``k``, every VM receives ``k`` but the last ``k``; :func:`complete_plan` mends both.
+    """
+    if k < 0:
+        raise ValueError("k (peers per VM) must be >= 0")
+    return list(reversed(order[max(0, len(order) - 1 - k) : len(order) - 1]))
+
+
+def complete_plan(fleet: Sequence[VMEndpoint], done: Sequence[Probe], *, k: int = 8, seed: int = 0) -> ProbePlan:
+    """The mesh probes still needed after ``done`` (probes already run, e.g. while the fleet came up) for
+    the sampled plan's guarantees over ``fleet``: every VM sends and receives at least k, every node
+    pair and namespace pair present is probed, no self-probes, no pair twice (``done`` included).
+
+    Each new source costs a console session, so the fill-up reuses sources: receive shortfalls go
+    first to VMs that must send anyway, pair covers prefer a source already chosen. Each new probe
+    mends a shortfall (a VM sending or receiving fewer than k) or covers a pair, so there are at most
+    that many. Returns the plan
+    of ``done`` plus the new probes (``ProbePlan.probes``), new ones after ``done``; probes whose ends
+    are not in ``fleet`` (a VM gone since) are dropped from ``done``.
+    """
+    if k < 0:
+        raise ValueError("k (peers per VM) must be >= 0")
+    vms = sorted(fleet, key=lambda v: (v.namespace, v.name))
+    by_key = {v.key: v for v in vms}
+    n = len(vms)
+    kk = min(k, max(0, n - 1))
+    kept = [
+        p
+        for p in done
+        if p.kind == "mesh" and p.src.key in by_key and isinstance(p.dst, VMEndpoint) and p.dst.key in by_key
+    ]
+    pairs = {(p.src.key, p.dst.key) for p in kept}  # type: ignore[union-attr]
+    sent = dict.fromkeys(by_key, 0)
+    received = dict.fromkeys(by_key, 0)
+    for src_key, dst_key in pairs:
+        sent[src_key] += 1
+        received[dst_key] += 1
+    new: list[Probe] = []
+    sources: set[tuple[str, str]] = set()
+
+    def add(s: VMEndpoint, t: VMEndpoint) -> bool:
+        if s.key == t.key or (s.key, t.key) in pairs:
+            return False
+        pairs.add((s.key, t.key))
+        sent[s.key] += 1
+        received[t.key] += 1
+        sources.add(s.key)
+        new.append(Probe(s, t))
+        return True
+
+    order = list(vms)
+    random.Random(seed).shuffle(order)
+    # 1. Receive shortfalls: from VMs that must send anyway while they have room (each new source is a
+    #    console session), then from any VM, in shuffled order, a cursor spreading the load.
+    takers = [v for v in order if received[v.key] < kk]
+    short = deque(v for v in order if sent[v.key] < kk)
+    for t in takers:
+        tries = 0
+        while received[t.key] < kk and short and tries <= len(short):
+            s = short.popleft()
+            tries += 1
+            add(s, t)
+            if sent[s.key] < kk:
+                short.append(s)
+    cursor = 0
+    for t in takers:
+        tries = 0
+        while received[t.key] < kk and tries < n:
+            add(order[cursor % n], t)
+            cursor += 1
+            tries += 1
+    # 2. Send shortfalls: targets in shuffled order, from a cursor that moves on so targets spread out.
+    cursor = 0
+    for s in [v for v in order if sent[v.key] < kk]:
+        tried = 0
+        while sent[s.key] < kk and tried < n:
+            add(s, order[cursor % n])
+            cursor += 1
+            tried += 1
+    # 3. Node and namespace pairs nobody probed yet: a source already chosen in the group when there is one.
+    added_cover = 0
+    for group in (lambda v: v.node, lambda v: v.namespace):
+        members: dict[str, list[VMEndpoint]] = {}
+        for v in order:
+            members.setdefault(group(v), []).append(v)
+        covered = {(group(by_key[a]), group(by_key[b])) for a, b in pairs}
+        for a, b in sorted(required_pairs(group(v) for v in vms) - covered):
+            if (a, b) in covered:
+                continue  # covered by a probe added for an earlier pair
+            srcs = sorted(members[a], key=lambda v: v.key not in sources)
+            if any(add(s, t) for s in srcs for t in members[b]):
+                covered.add((a, b))
+                added_cover += 1
+    notes = [
+        f"{len(kept)} probes run while the fleet came up; {len(new)} more from {len(sources)} VMs "
+        f"({added_cover} of them to cover node and namespace pairs)"
+    ]
+    return ProbePlan(probes=kept + new, mode="sampled", vms=tuple(vms), k=kk, seed=seed, notes=notes)
+
+
 def _index(fleet: list[VMEndpoint], order: list[int], key: Any) -> tuple[list[int], list[list[int]]]:
     """Group ids per VM and members per group (members in shuffled order, groups sorted by name)."""
     names = sorted({key(v) for v in fleet})
@@ -281,8 +386,10 @@ __all__ = [
     "ProbePlan",
     "Target",
     "VMEndpoint",
+    "complete_plan",
     "group_by_source",
     "plan_isolation",
     "plan_probes",
+    "ready_peers",
     "required_pairs",
 ]

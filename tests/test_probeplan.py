@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,9 +15,11 @@ from tasks.probeplan import (
     ProbePlan,
     Target,
     VMEndpoint,
+    complete_plan,
     group_by_source,
     plan_isolation,
     plan_probes,
+    ready_peers,
     required_pairs,
 )
 
@@ -41,7 +44,7 @@ def make_fleet(n: int, nodes: int, namespaces: int, seed: int, skew: float = 0.0
     ]
 
 
-def check_sampled_properties(vms: list[VMEndpoint], plan: ProbePlan, k: int) -> None:
+def check_sampled_properties(vms: list[VMEndpoint], plan: ProbePlan, k: int, size_bound: bool = True) -> None:
     """Independent check of every promise of the sampled plan."""
     keys = {v.key for v in vms}
     pairs = [(p.src.key, p.dst.key) for p in plan.probes]
@@ -66,7 +69,7 @@ def check_sampled_properties(vms: list[VMEndpoint], plan: ProbePlan, k: int) -> 
     assert node_need <= {(node_of[s], node_of[d]) for s, d in pairs}
     assert ns_need <= {(ns_of[s], ns_of[d]) for s, d in pairs}
 
-    if plan.mode == "sampled":
+    if plan.mode == "sampled" and size_bound:
         # O(N·k + P): the rotation sends exactly k' per VM, the cover adds at most one probe per pair.
         assert len(pairs) <= len(vms) * want + len(node_need) + len(ns_need)
 
@@ -298,3 +301,61 @@ def test_ten_thousand_vms_plan_completes() -> None:
     cov = plan.coverage()
     assert cov["min_sent"] >= 8 and cov["min_received"] >= 8
     assert cov["node_pairs_covered"] == cov["node_pairs_required"]
+
+
+# ---- probing while the fleet comes up (issue 20) -------------------------------------------------
+def early_probes(vms: list[VMEndpoint], k: int, ready_seed: int, upto: float = 1.0) -> list[Probe]:
+    """What the rollout runs while VMs become Ready (in a random order): each VM, as it becomes Ready,
+    pings the k VMs Ready just before it; ``upto`` is the share of the fleet Ready by then."""
+    order = list(vms)
+    random.Random(ready_seed).shuffle(order)
+    order = order[: int(len(order) * upto)]
+    return [Probe(order[i], p) for i in range(len(order)) for p in ready_peers(order[: i + 1], k)]
+
+
+def test_ready_peers_are_the_k_ready_just_before_nearest_first() -> None:
+    order = make_fleet(5, 2, 2, seed=1)
+    assert ready_peers(order[:1], 3) == []
+    assert ready_peers(order, 3) == [order[3], order[2], order[1]]
+    assert ready_peers(order[:3], 8) == [order[1], order[0]]
+    with pytest.raises(ValueError):
+        ready_peers(order, -1)
+
+
+@SETTINGS
+@given(fleet_params, st.integers(0, 2**16), st.sampled_from([0.0, 0.3, 1.0]))
+def test_complete_plan_keeps_every_guarantee_over_what_already_ran(params: dict, ready_seed: int, upto: float) -> None:
+    vms = make_fleet(params["n"], params["nodes"], params["namespaces"], params["fleet_seed"], params["skew"])
+    k = params["k"]
+    done = early_probes(vms, k, ready_seed, upto)
+    plan = complete_plan(vms, done, k=k, seed=params["seed"])
+    check_sampled_properties(vms, plan, k, size_bound=False)  # together: every promise of the sampled plan
+    assert plan.probes[: len(done)] == done  # what ran is kept, in order, and comes first
+    # each new probe mends a shortfall (a VM sending or receiving fewer than k) or covers a pair
+    want = min(k, len(vms) - 1)
+    sent, received = Counter(p.src.key for p in done), Counter(p.dst.key for p in done)  # type: ignore[union-attr]
+    shortfall = sum(max(0, want - sent[v.key]) + max(0, want - received[v.key]) for v in vms)
+    pairs = len(_need(v.node for v in vms)) + len(_need(v.namespace for v in vms))
+    assert len(plan.probes) - len(done) <= shortfall + pairs
+
+
+def test_complete_plan_after_a_whole_ready_order_needs_few_new_sessions() -> None:
+    """Each new source is one more console session after the fan-out: with the whole fleet probed as it
+    came up, the fill-up is the first k VMs' sends, the last k VMs' receives and the pair covers."""
+    vms = make_fleet(1_000, 10, 10, seed=5)
+    done = early_probes(vms, 8, ready_seed=2)
+    plan = complete_plan(vms, done, k=8, seed=0)
+    new = plan.probes[len(done) :]
+    new_sources = {p.src.key for p in new}
+    check_sampled_properties(vms, plan, 8)
+    assert len(new_sources) <= 8 + 100 + 100  # first k senders, at most one per node and namespace pair
+    assert len(new) < len(done) // 10
+
+
+def test_complete_plan_drops_probes_of_vms_no_longer_in_the_fleet() -> None:
+    vms = make_fleet(30, 3, 3, seed=9)
+    done = early_probes(vms, 4, ready_seed=1)
+    gone = vms[0]
+    plan = complete_plan(vms[1:], done, k=4, seed=0)
+    assert all(gone.key not in (p.src.key, p.dst.key) for p in plan.probes)
+    check_sampled_properties(vms[1:], plan, 4)

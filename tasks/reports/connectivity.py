@@ -376,6 +376,8 @@ COVERAGE_HELP: dict[str, str] = {
     "node_pairs_covered": "of those, pairs with at least one probe",
     "namespace_pairs_required": "ordered pairs of namespaces that have VMs on both sides",
     "namespace_pairs_covered": "of those, pairs with at least one probe",
+    "early_probes": "of all probes, those run while the fleet came up, each VM pinging the VMs Ready just "
+    "before it (connectivity.probeWhileFanningOut)",
 }
 
 

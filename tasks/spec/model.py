@@ -556,7 +556,20 @@ class ConnectivitySpec(_Model):
         le=10,
     )
     max_sessions: int = Field(
-        32, title="Max console sessions", description="Serial console sessions open at once.", ge=1, le=10_000
+        32,
+        title="Max console sessions",
+        description="Serial console sessions open at once. kube-apiserver's long-running check names no "
+        "aggregated API's subresource (kubernetes/kubernetes#83200), so each open console may hold an "
+        "in-flight request seat: size this by the API server's capacity, not only by the fleet.",
+        ge=1,
+        le=10_000,
+    )
+    probe_while_fanning_out: bool = Field(
+        True,
+        title="Probe while the fleet comes up",
+        description="Rollout with a sampled plan: probe each VM as soon as it is Ready (it pings the VMs "
+        "Ready just before it), while the fan-out goes on; the ping step then adds only what the plan's "
+        "coverage still needs. Off = probe after the whole fleet is up.",
     )
     isolation_canary: bool = Field(
         True,
