@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -61,9 +61,6 @@ from tasks.render import CANARY_VM, render_canary_namespace, render_canary_vm
 from tasks.reports.connectivity import connectivity_summary, failing_pairs
 from tasks.reports.state import RunParts
 from tasks.spec import RolloutSpec
-
-if TYPE_CHECKING:
-    from tasks.earlyprobe import EarlyRound
 
 log = logging.getLogger(__name__)
 
@@ -439,6 +436,21 @@ def observe_guests(kube: Kube, spec: RolloutSpec, eps: Sequence[VMEndpoint]) -> 
 
 
 @dataclass
+class EarlyRound:
+    """Probes that ran while the fleet came up (:mod:`tasks.earlyprobe`), for the ping step to build on."""
+
+    probes: list[Probe] = field(default_factory=list)  # in the order they ran, per source
+    results: list[ProbeResult] = field(default_factory=list)
+    views: dict[Key, GuestView] = field(default_factory=dict)
+    canary: Target | None = None
+    wall_s: float = 0.0
+
+    @property
+    def sources(self) -> int:
+        return len({p.src.key for p in self.probes} | set(self.views))
+
+
+@dataclass
 class ConnectivityResult(StepResult):
     step = "connectivity"
     failure = ConnectivityFailed
@@ -611,6 +623,7 @@ def run_connectivity(kube: Kube, spec: RolloutSpec, early: EarlyRound | None = N
 __all__ = [
     "ConnectivityResult",
     "CredentialsError",
+    "EarlyRound",
     "credentials_from_secret",
     "endpoints",
     "ping_command",

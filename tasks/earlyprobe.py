@@ -18,16 +18,14 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.connectivity import Key, probe_source, run_credentials
+from tasks.connectivity import EarlyRound, Key, probe_source, run_credentials
 from tasks.console import REGISTRY
 from tasks.guest import GuestView, vmi_addresses
 from tasks.kube import ClusterParams, Kube
 from tasks.kube.resources import VMI
 from tasks.kube.watch import WatchEvent
-from tasks.model import ProbeResult
 from tasks.orchestration import say
 from tasks.probeplan import Probe, Target, VMEndpoint, ready_peers
 from tasks.progress import step_progress
@@ -35,21 +33,6 @@ from tasks.render import CANARY_VM
 from tasks.spec import RolloutSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EarlyRound:
-    """What ran while the fleet came up, handed to the connectivity step."""
-
-    probes: list[Probe] = field(default_factory=list)  # in the order they ran, per source
-    results: list[ProbeResult] = field(default_factory=list)
-    views: dict[Key, GuestView] = field(default_factory=dict)
-    canary: Target | None = None
-    wall_s: float = 0.0
-
-    @property
-    def sources(self) -> int:
-        return len({p.src.key for p in self.probes} | set(self.views))
 
 
 def early_probing_applies(spec: RolloutSpec) -> bool:
