@@ -445,10 +445,6 @@ class EarlyRound:
     canary: Target | None = None
     wall_s: float = 0.0
 
-    @property
-    def sources(self) -> int:
-        return len({p.src.key for p in self.probes} | set(self.views))
-
 
 @dataclass
 class ConnectivityResult(StepResult):

@@ -18,6 +18,7 @@ from flows.rollout import rollout
 from simcluster import ClusterConfig, SimCluster
 from tasks.kube import ClusterParams
 from tasks.spec import RolloutSpec
+from tasks.spec.model import ConnectivitySpec
 
 _octets = itertools.count(60)
 
@@ -29,6 +30,7 @@ def cluster() -> Iterator[SimCluster]:
 
 
 def make_spec(per_namespace: int, **connectivity: object) -> RolloutSpec:
+    """A 2-namespace Layer2 run with a sampled plan (k = 4), probing while the fleet comes up unless told."""
     uid = uuid.uuid4().hex[:6]
     return RolloutSpec.model_validate(
         {
@@ -40,7 +42,7 @@ def make_spec(per_namespace: int, **connectivity: object) -> RolloutSpec:
             },
             "namespaces": {"names": [f"early-{uid}-a", f"early-{uid}-b"]},
             "vms": {"perNamespace": per_namespace},
-            "connectivity": {"mode": "sampled", "peersPerVm": 4, **connectivity},
+            "connectivity": {"mode": "sampled", "peersPerVm": 4, "probeWhileFanningOut": True, **connectivity},
         }
     )
 
@@ -74,10 +76,11 @@ def test_rollout_probes_vms_as_they_become_ready_and_completes_the_plan(
     assert "while the fleet came up" in conn.headline()
 
 
-def test_probing_after_the_fan_out_when_the_spec_says_so(
+def test_probing_after_the_fan_out_by_default_and_when_the_spec_says_so(
     cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("UDN_ROLLOUT_REPORTS", str(tmp_path / "reports"))
+    assert ConnectivitySpec().probe_while_fanning_out is False  # off unless asked for
     spec = make_spec(30, probeWhileFanningOut=False, isolationCanary=False)
     result = rollout(spec, ClusterParams(kubeconfig=str(cluster.kubeconfig)), churn=False)
     conn = result.connectivity
