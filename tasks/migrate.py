@@ -12,7 +12,6 @@ followed by one watch on this churn's migrations.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -139,9 +138,6 @@ class MigrationRunner:
         self.monitor = monitor
         self._ending: dict[str, Future[Downtime]] = {}  # VMIM name → what its peer saw
         self._enders = ThreadPoolExecutor(max_workers=16, thread_name_prefix="downtime") if monitor else None
-        # moves next in line whose pinger started ahead of their slot (VM key → the pinger's start)
-        self._warm: dict[Key, Future[None]] = {}
-        self._warmers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="downtime-warm") if monitor else None
         self.spec = spec
         self.churn_id = churn_id
         per_cluster, per_node = migration_limits(kube)
@@ -177,9 +173,7 @@ class MigrationRunner:
         A migration's start — its downtime pinger (a peer's console: log in, start ``ping``, wait for the
         first reply) and then the VirtualMachineInstanceMigration — runs on a worker of its own, one per
         free slot, so starting N moves costs the slowest start, not the sum of them (at 2,500 moves the
-        sum was most of the churn). The pingers of the next moves in line start while the slots are busy
-        (at most one slot's worth ahead), so a freed slot waits only for the migration object. A start
-        counts against the limits from the moment it is chosen."""
+        sum was most of the churn). A start counts against the limits from the moment it is chosen."""
         queue = deque(_Pending(s.namespace, s.name, s.node, s.ip) for s in chosen)
         total = len(queue)
         informer = self.kube.informer(VMIM, label_selector=f"{CHURN_LABEL}={self.churn_id}", on_event=self._on_event)
@@ -194,12 +188,14 @@ class MigrationRunner:
                         per_node[p.node] = per_node.get(p.node, 0) + 1
                     startable = None
                     if len(self.active) + len(self.starting) < self.per_cluster:
-                        startable = self._next(queue, per_node)
+                        for p in queue:
+                            if per_node.get(p.node, 0) < self.per_node:
+                                startable = p
+                                break
                     if on_progress is not None:
                         on_progress(len(self.done) + len(self.not_started), total)
                     self._end_finished()
                     if startable is None or time.monotonic() > deadline:
-                        self._warm_up(queue)
                         left = deadline - time.monotonic()
                         if left <= 0:
                             break
@@ -207,20 +203,10 @@ class MigrationRunner:
                         continue
                     queue.remove(startable)
                     self.starting[startable.key] = startable
-                    warm = self._warm.pop(startable.key, None)
-                    self._warm_up(queue)
-                starters.submit(self._start, startable, warm)
+                starters.submit(self._start, startable)
         finally:
             starters.shutdown(wait=True)  # a start under way ends (created, or failed) before the results
             informer.stop()
-            for key, warm in list(self._warm.items()):  # warmed up, never started (the deadline came first)
-                with contextlib.suppress(Exception):
-                    warm.result()
-                if self.monitor is not None:
-                    self.monitor.end(key)  # frees the peer
-            self._warm.clear()
-            if self._warmers is not None:
-                self._warmers.shutdown(wait=True)
         results: list[MoveResult] = []
         with self.cond:
             results.extend(self.not_started)
@@ -252,39 +238,10 @@ class MigrationRunner:
             )
         return sorted(results, key=lambda r: (r.namespace, r.vm))
 
-    def _next(self, queue: deque[_Pending], per_node: dict[str, int]) -> _Pending | None:
-        """The move to start now: one whose pinger already answers, else the first in line whose source
-        node has an outbound slot. Called with ``cond`` held."""
-        first = None
-        for i, p in enumerate(queue):
-            if per_node.get(p.node, 0) >= self.per_node:
-                continue
-            warm = self._warm.get(p.key)
-            if warm is not None and warm.done():
-                return p
-            first = first or p
-            if i > 4 * self.per_cluster:  # warmed-up moves are at the head of the line
-                break
-        return first
-
-    def _warm_up(self, queue: deque[_Pending]) -> None:
-        """Start the pingers of the next moves in line, at most one slot's worth ahead of their start.
-        Called with ``cond`` held."""
-        if self.monitor is None or self._warmers is None:
-            return
-        for p in queue:
-            if len(self._warm) >= self.per_cluster:
-                break
-            if p.key not in self._warm:
-                self._warm[p.key] = self._warmers.submit(self.monitor.begin, p.key, p.ip)
-
-    def _start(self, p: _Pending, warm: Future[None] | None = None) -> None:
-        """Start one move (on a worker): its downtime pinger (unless ``warm``, already starting), then its
-        migration object."""
+    def _start(self, p: _Pending) -> None:
+        """Start one move (on a worker): its downtime pinger, then its migration object."""
         try:
-            if warm is not None:
-                warm.result()
-            elif self.monitor is not None:
+            if self.monitor is not None:
                 self.monitor.begin(p.key, p.ip)
             name, error = self._create(p)
         except Exception as e:  # a start must never leave its slot taken
@@ -656,9 +613,8 @@ def downtime_monitor(
         interval=c.ping_interval_seconds,
         reply_wait=c.reply_wait_seconds,
         # a peer is held from a move's start until its first reply after the move, which outlasts the
-        # migration's slot, and the next moves' pingers start a slot's worth ahead (MigrationRunner):
-        # three times the slots keeps a move from waiting for a peer
-        max_sessions=min(spec.connectivity.max_sessions, 3 * concurrency + 2),
+        # migration's slot: twice the slots keeps the next moves from waiting for a peer
+        max_sessions=min(spec.connectivity.max_sessions, 2 * concurrency + 2),
     )
     for s in chosen:
         if not _can_ping((s.namespace, s.name), s.ip, views):
