@@ -22,7 +22,7 @@ from typing import Any
 
 from tasks.connectivity import EarlyRound, Key, probe_source, run_credentials
 from tasks.console import REGISTRY
-from tasks.guest import GuestView, vmi_addresses
+from tasks.guest import GuestView, vmi_addresses, vmi_ready
 from tasks.kube import ClusterParams, Kube
 from tasks.kube.resources import VMI
 from tasks.kube.watch import WatchEvent
@@ -107,9 +107,8 @@ class EarlyProber:
         if ev.type in ("RELISTED", "DELETED") or not self.scope.in_fleet(ev.object):
             return
         st = ev.object.get("status") or {}
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
         ips = vmi_addresses(ev.object)
-        if st.get("phase") != "Running" or not ready or not ips:
+        if not vmi_ready(ev.object) or not ips:
             return
         ep = VMEndpoint(
             ev.object["metadata"]["namespace"], ev.object["metadata"]["name"], st.get("nodeName", ""), ips[0]

@@ -110,6 +110,13 @@ def vmi_addresses(vmi: Mapping[str, Any]) -> tuple[str, ...]:
     return global_addresses(listed)
 
 
+def vmi_ready(vmi: Mapping[str, Any]) -> bool:
+    """The VMI runs and KubeVirt reports it Ready (its ``Ready`` condition is True)."""
+    st = vmi.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    return st.get("phase") == "Running" and ready
+
+
 def no_address_hint(topology: str) -> str:
     return NO_DHCP_LAYER3 if topology == "Layer3" else NO_LEASE_LAYER2
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from tasks.cordon import cordoned, unschedulable
 from tasks.downtime import DowntimeMonitor
+from tasks.guest import vmi_ready
 from tasks.kube import Kube, KubeError, WaitTimeout
 from tasks.kube.resources import NODE, VM_ACTIONS, VMI
 from tasks.model import Downtime, MoveResult, VMSnapshot
@@ -34,11 +35,7 @@ DEFAULT_PARALLEL = 10
 
 
 def _ready(vmi: dict[str, Any] | None, old_uid: str) -> bool:
-    if vmi is None or vmi["metadata"].get("uid") == old_uid:
-        return False
-    st = vmi.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
-    return st.get("phase") == "Running" and ready
+    return vmi is not None and vmi["metadata"].get("uid") != old_uid and vmi_ready(vmi)
 
 
 def _failed(vmi: dict[str, Any] | None, old_uid: str) -> bool:
